@@ -1,0 +1,67 @@
+//! A gallery: vectors with one label per row.
+
+use crate::error::{Error, Result};
+use crate::vectors::Vectors;
+
+/// Labelled embeddings: row `i` of [`Gallery::vectors`] is the face called `labels[i]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Gallery {
+    vectors: Vectors,
+    labels: Vec<String>,
+}
+
+impl Gallery {
+    /// Pairs `vectors` with `labels`; there must be exactly one label per row.
+    ///
+    /// ```
+    /// use embed_store::{Gallery, Vectors};
+    /// let g = Gallery::new(Vectors::new(2, vec![1.0, 0.0, 0.0, 1.0])?, vec!["ann_1".into(), "bob_1".into()])?;
+    /// assert_eq!(g.label(1), "bob_1");
+    /// # Ok::<(), embed_store::Error>(())
+    /// ```
+    pub fn new(vectors: Vectors, labels: Vec<String>) -> Result<Self> {
+        if vectors.len() != labels.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} vectors but {} labels: a gallery needs one label per vector",
+                vectors.len(),
+                labels.len()
+            )));
+        }
+        Ok(Gallery { vectors, labels })
+    }
+
+    /// The vectors, one row per face.
+    pub fn vectors(&self) -> &Vectors {
+        &self.vectors
+    }
+
+    /// The labels, one per row.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The label of row `i`.
+    pub fn label(&self, i: usize) -> &str {
+        &self.labels[i]
+    }
+
+    /// Number of components per vector.
+    pub fn dim(&self) -> usize {
+        self.vectors.dim()
+    }
+
+    /// Number of faces.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when the gallery holds no face.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Splits the gallery into its vectors and labels.
+    pub fn into_parts(self) -> (Vectors, Vec<String>) {
+        (self.vectors, self.labels)
+    }
+}

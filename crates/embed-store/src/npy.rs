@@ -1,0 +1,287 @@
+//! The notebook's gallery file: numpy `.npy` arrays written back to back in one file.
+//!
+//! The notebook saves its gallery with two `np.save` calls on one open file: first the
+//! vectors as a float64 `(n, d)` array, then the labels as a numpy unicode array (`<U..`).
+//! [`read_gallery`] reads such a file (float32 or float64, any label width), [`write_gallery`]
+//! writes one that `np.load`, called twice on one open file, reads back.
+//!
+//! Headers are parsed by `npyz`; every size they claim is checked against the file's length
+//! before anything is allocated, so a truncated or hostile file gives an [`Error::Format`].
+//!
+//! ```
+//! use embed_store::{npy, Gallery, Vectors};
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("search_data.npy");
+//! let g = Gallery::new(Vectors::new(2, vec![1.0, 2.0, 3.0, 4.0])?, vec!["a_1".into(), "b_1".into()])?;
+//! npy::write_gallery(&path, &g)?;
+//! assert_eq!(npy::read_gallery(&path)?, g);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::io::{Cursor, Write};
+use std::path::Path;
+
+use npyz::{DType, TypeChar, WriterBuilder};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::fileio::{map_file, write_atomically};
+use crate::gallery::Gallery;
+use crate::vectors::Vectors;
+
+/// Reads a gallery file in the notebook's layout: vectors `(n, d)` then `n` labels.
+pub fn read_gallery(path: &Path) -> Result<Gallery> {
+    let map = map_file(path)?;
+    let mut cursor = Cursor::new(&map[..]);
+    let vectors = read_vectors_at(path, &mut cursor)?;
+    if cursor.position() as usize == map.len() {
+        return Err(Error::format(
+            path,
+            format!(
+                "holds {} vectors but no label array after them (pass the labels separately)",
+                vectors.len()
+            ),
+        ));
+    }
+    let labels = read_labels_at(path, &mut cursor)?;
+    if labels.len() != vectors.len() {
+        return Err(Error::format(
+            path,
+            format!(
+                "holds {} vectors but {} labels",
+                vectors.len(),
+                labels.len()
+            ),
+        ));
+    }
+    Gallery::new(vectors, labels)
+}
+
+/// Reads only the first array of a `.npy` file: float32 or float64 vectors of shape `(n, d)`.
+pub fn read_vectors(path: &Path) -> Result<Vectors> {
+    let map = map_file(path)?;
+    read_vectors_at(path, &mut Cursor::new(&map[..]))
+}
+
+/// Reads a `.npy` file holding one 1-D array of strings (`<U..` or `|S..`).
+pub fn read_labels(path: &Path) -> Result<Vec<String>> {
+    let map = map_file(path)?;
+    read_labels_at(path, &mut Cursor::new(&map[..]))
+}
+
+/// Writes `gallery` in the notebook's layout: float64 `(n, d)` vectors, then `<U{w}` labels.
+/// The write is atomic: on failure the previous file is untouched.
+pub fn write_gallery(path: &Path, gallery: &Gallery) -> Result<()> {
+    let (n, d) = (gallery.len() as u64, gallery.dim() as u64);
+    let width = gallery
+        .labels()
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let label_dtype = DType::Plain(format!("<U{width}").parse().expect("valid type string"));
+    write_atomically(path, |w| {
+        let mut vectors = npyz::WriteOptions::<f64>::new()
+            .default_dtype()
+            .shape(&[n, d])
+            .writer(&mut *w)
+            .begin_nd()?;
+        vectors.extend(gallery.vectors().as_slice().iter().map(|&x| f64::from(x)))?;
+        vectors.finish()?;
+        let mut labels = npyz::WriteOptions::<str>::new()
+            .dtype(label_dtype)
+            .shape(&[n])
+            .writer(&mut *w)
+            .begin_nd()?;
+        for label in gallery.labels() {
+            labels.push(label.as_str())?;
+        }
+        labels.finish()?;
+        w.flush()
+    })
+}
+
+/// The header of the array at the cursor, with its data's byte range checked against the file.
+struct ArrayAt {
+    header: npyz::NpyHeader,
+    data_start: usize,
+    data_len: usize,
+}
+
+fn read_header(path: &Path, cursor: &mut Cursor<&[u8]>) -> Result<ArrayAt> {
+    let start = cursor.position() as usize;
+    let bytes = *cursor.get_ref();
+    precheck_header(path, &bytes[start..])?;
+    let header = npyz::NpyHeader::from_reader(&mut *cursor)
+        .map_err(|e| Error::format(path, format!("bad .npy header at byte {start}: {e}")))?;
+    let data_start = cursor.position() as usize;
+    let DType::Plain(ty) = header.dtype() else {
+        return Err(Error::format(
+            path,
+            format!("array at byte {start} has a structured dtype"),
+        ));
+    };
+    let item = ty.num_bytes().ok_or_else(|| {
+        Error::format(
+            path,
+            format!("array at byte {start} has dtype {ty} of unknown size"),
+        )
+    })?;
+    let data_len = header
+        .shape()
+        .iter()
+        .try_fold(item as u64, |acc, &s| acc.checked_mul(s))
+        .filter(|&len| len <= (bytes.len() - data_start) as u64)
+        .ok_or_else(|| {
+            Error::format(
+                path,
+                format!(
+                    "truncated: the array at byte {start} has shape {:?} of {ty} but only {} bytes follow its header",
+                    header.shape(),
+                    bytes.len() - data_start
+                ),
+            )
+        })? as usize;
+    if header.order() == npyz::Order::Fortran && header.shape().len() > 1 {
+        return Err(Error::format(
+            path,
+            "array is in Fortran order; save it with np.ascontiguousarray(...) first",
+        ));
+    }
+    cursor.set_position((data_start + data_len) as u64);
+    Ok(ArrayAt {
+        header,
+        data_start,
+        data_len,
+    })
+}
+
+/// Rejects what would make `npyz` misbehave: a shape whose element count overflows `u64`
+/// (npyz multiplies the dimensions unchecked). Everything else is left to npyz's parser.
+fn precheck_header(path: &Path, bytes: &[u8]) -> Result<()> {
+    let bad = |m: &str| Error::format(path, format!("not a .npy array: {m}"));
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("no \\x93NUMPY magic"));
+    }
+    let (len, text_start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize,
+            12,
+        ),
+        v => return Err(Error::format(path, format!("unsupported .npy version {v}"))),
+    };
+    let text = bytes
+        .get(text_start..text_start.saturating_add(len))
+        .ok_or_else(|| bad("header runs past the end of the file"))?;
+    let text = String::from_utf8_lossy(text);
+    if let Some(shape) = text
+        .split("'shape'")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+    {
+        let mut count: u64 = 1;
+        for dim in shape
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+        {
+            count = dim
+                .parse::<u64>()
+                .ok()
+                .and_then(|d| count.checked_mul(d))
+                .ok_or_else(|| bad("shape has more elements than fit in 64 bits"))?;
+        }
+    }
+    Ok(())
+}
+
+fn read_vectors_at(path: &Path, cursor: &mut Cursor<&[u8]>) -> Result<Vectors> {
+    let ArrayAt {
+        header,
+        data_start,
+        data_len,
+    } = read_header(path, cursor)?;
+    let &[n, d] = header.shape() else {
+        return Err(Error::format(
+            path,
+            format!(
+                "vectors must be a 2-D array (n, d), found shape {:?}",
+                header.shape()
+            ),
+        ));
+    };
+    if d == 0 {
+        return Err(Error::format(path, "vectors have 0 dimensions"));
+    }
+    let DType::Plain(ty) = header.dtype() else {
+        unreachable!("checked in read_header")
+    };
+    let little = match ty.endianness() {
+        npyz::Endianness::Little | npyz::Endianness::Irrelevant => true,
+        npyz::Endianness::Big => false,
+    };
+    let raw = &cursor.get_ref()[data_start..data_start + data_len];
+    let data: Vec<f32> = match (ty.type_char(), ty.num_bytes()) {
+        (TypeChar::Float, Some(8)) => raw
+            .par_chunks_exact(8)
+            .map(|b| {
+                let b: [u8; 8] = b.try_into().expect("8 bytes");
+                (if little {
+                    f64::from_le_bytes(b)
+                } else {
+                    f64::from_be_bytes(b)
+                }) as f32
+            })
+            .collect(),
+        (TypeChar::Float, Some(4)) => raw
+            .par_chunks_exact(4)
+            .map(|b| {
+                let b: [u8; 4] = b.try_into().expect("4 bytes");
+                if little {
+                    f32::from_le_bytes(b)
+                } else {
+                    f32::from_be_bytes(b)
+                }
+            })
+            .collect(),
+        _ => {
+            return Err(Error::format(
+                path,
+                format!("vectors must be float32 or float64, found dtype {ty}"),
+            ));
+        }
+    };
+    debug_assert_eq!(data.len() as u64, n * d);
+    Vectors::new(d as usize, data)
+}
+
+fn read_labels_at(path: &Path, cursor: &mut Cursor<&[u8]>) -> Result<Vec<String>> {
+    let start = cursor.position() as usize;
+    let ArrayAt {
+        header,
+        data_start,
+        data_len,
+    } = read_header(path, cursor)?;
+    if header.shape().len() != 1 {
+        return Err(Error::format(
+            path,
+            format!(
+                "labels must be a 1-D array, found shape {:?}",
+                header.shape()
+            ),
+        ));
+    }
+    let data = Cursor::new(&cursor.get_ref()[data_start..data_start + data_len]);
+    let reader = npyz::NpyFile::with_header(header, data)
+        .data::<String>()
+        .map_err(|e| {
+            Error::format(
+                path,
+                format!("labels at byte {start} are not strings (<U.. or |S..): {e}"),
+            )
+        })?;
+    reader
+        .collect::<std::io::Result<Vec<String>>>()
+        .map_err(|e| Error::format(path, format!("labels at byte {start}: {e}")))
+}

@@ -1,0 +1,26 @@
+//! A tiny progress interface so that engines can report long work without knowing how it is shown.
+
+/// Receives progress from long operations (builds, dataset generation).
+///
+/// `()` ignores it; with the default `indicatif` feature an [`indicatif::ProgressBar`] shows it.
+pub trait Progress: Sync {
+    /// Announces how many units the operation will take.
+    fn set_total(&self, total: u64);
+    /// Reports `n` more units done.
+    fn advance(&self, n: u64);
+}
+
+impl Progress for () {
+    fn set_total(&self, _total: u64) {}
+    fn advance(&self, _n: u64) {}
+}
+
+#[cfg(feature = "indicatif")]
+impl Progress for indicatif::ProgressBar {
+    fn set_total(&self, total: u64) {
+        self.set_length(total);
+    }
+    fn advance(&self, n: u64) {
+        self.inc(n);
+    }
+}
