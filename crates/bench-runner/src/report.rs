@@ -1,0 +1,101 @@
+//! Measured figures per engine, printed as the notebook's table or written as JSON.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// What was measured for one engine.
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineReport {
+    /// Engine name: "linear", "hnsw" or "forest".
+    pub name: String,
+    /// Seconds to build the index (from the cached build when it was reused).
+    pub build_s: f64,
+    /// True when the index file of an earlier run with the same data and parameters was reused.
+    pub build_reused: bool,
+    /// Seconds to load the saved index back from disk.
+    pub load_s: f64,
+    /// Seconds for the headline query, the first query after loading (as the notebook timed it).
+    pub query_s: f64,
+    /// `load_s + query_s`, the notebook's "Total".
+    pub total_s: f64,
+    /// Median seconds per query over all held-out queries, one at a time (warm).
+    pub query_median_s: f64,
+    /// Labels the engine returned for the headline query (threshold search for the exact
+    /// engine, as in the notebook; top-k for approximate engines).
+    pub labels: Vec<String>,
+    /// Mean fraction of the exact top-k found, over the held-out queries.
+    pub recall_at_k: f64,
+    /// Fraction of the exact above-threshold rows found by threshold search, over all queries.
+    pub threshold_recall: f64,
+    /// Size of the index file on disk, in bytes.
+    pub index_bytes: u64,
+    /// The engine's speed/accuracy knob and its value, e.g. "ef=100".
+    pub knob: Option<String>,
+}
+
+/// A whole comparison: the headline query and one report per engine.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Label of the headline query.
+    pub query_label: String,
+    /// Labels it should find: the same person's images in the gallery.
+    pub truth: Vec<String>,
+    /// Neighbours asked for.
+    pub k: usize,
+    /// Cosine threshold of threshold search.
+    pub tau: f32,
+    /// Gallery size.
+    pub gallery_len: usize,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Number of held-out queries recall is measured over.
+    pub queries: usize,
+    /// One entry per engine, in the order run.
+    pub engines: Vec<EngineReport>,
+}
+
+impl Report {
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serialises")
+    }
+
+    /// The notebook's table, extended with build time, recall and index size.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "gallery: {} vectors x {} dims; recall over {} held-out queries; k = {}, tau = {}",
+            self.gallery_len, self.dim, self.queries, self.k, self.tau
+        );
+        let _ = writeln!(out, "headline query: {}", self.query_label);
+        let _ = writeln!(out, "truth:          {}\n", self.truth.join(" "));
+        let _ = writeln!(
+            out,
+            "{:<8} {:>10} {:>9} {:>10} {:>9} {:>11} {:>9} {:>10} {:>10}  {}",
+            "engine", "build (s)", "load (s)", "query (s)", "total (s)", "median (ms)", "recall@k", "thr.recall", "size (MB)", "labels"
+        );
+        for e in &self.engines {
+            let build = format!("{:.2}{}", e.build_s, if e.build_reused { "*" } else { "" });
+            let _ = writeln!(
+                out,
+                "{:<8} {:>10} {:>9.4} {:>10.6} {:>9.4} {:>11.3} {:>9.3} {:>10.3} {:>10.1}  {}",
+                e.name,
+                build,
+                e.load_s,
+                e.query_s,
+                e.total_s,
+                e.query_median_s * 1e3,
+                e.recall_at_k,
+                e.threshold_recall,
+                e.index_bytes as f64 / 1e6,
+                e.labels.join(" ")
+            );
+        }
+        if self.engines.iter().any(|e| e.build_reused) {
+            let _ = writeln!(out, "\n* index reused from an earlier run with the same data and parameters (--rebuild to build again)");
+        }
+        out
+    }
+}
