@@ -1,8 +1,20 @@
 //! Exact cosine search: the oracle every approximate engine is judged by.
 //!
 //! [`LinearIndex`] keeps the gallery's vectors normalised to unit length, so cosine similarity
-//! is one dot product per row. A query scans every row (in parallel blocks on large galleries)
-//! and keeps the best `k` with a bounded selection, or every row above a threshold.
+//! is one dot product per row, and answers exactly what a plain f32 scan answers, faster:
+//!
+//! - single queries ([`SearchIndex::search`], [`SearchIndex::search_threshold`]) scan int8
+//!   codes of the rows (a quarter of the bytes) with exact integer SIMD dot products, and
+//!   re-check in f32 every row whose compact score lies within a proven error bound of the
+//!   current k-th best score (or of τ); see [`ScanMode`] and the bound in the `codes` module;
+//!   large galleries are split over all cores (rayon);
+//! - batches ([`LinearIndex::search_batch`], [`LinearIndex::search_batch_threshold`]) use
+//!   faer's matrix product of the queries by cache-sized gallery blocks, a bounded selection
+//!   per query, and the same exact re-check;
+//! - [`SearchIndex::load`] maps the saved file (no copy), and [`LinearIndex::open_npy`] opens
+//!   the notebook's float64 `.npy` through a native file converted once.
+//!
+//! Hits come in [`Hit::ranking`] order: score descending, then row ascending.
 //!
 //! # Example
 //! ```
@@ -14,10 +26,20 @@
 //! assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), [1, 2]);
 //! let above = index.search_threshold(&[1.0, 0.0], 0.35)?;
 //! assert_eq!(above.len(), 2); // rows 0 (cos 1.0) and 2 (cos 0.6)
+//! let queries = Vectors::new(2, vec![0.0, 2.0, 1.0, 0.0])?;
+//! let batch = index.search_batch(queries.view(), 2)?;
+//! assert_eq!(batch[0], hits);
 //! Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! [`SearchIndex::search`]: embed_store::SearchIndex::search
+//! [`SearchIndex::search_threshold`]: embed_store::SearchIndex::search_threshold
+//! [`SearchIndex::load`]: embed_store::SearchIndex::load
+//! [`Hit::ranking`]: embed_store::Hit::ranking
 #![deny(missing_docs)]
 
+mod codes;
 mod index;
+mod select;
 
-pub use index::{LinearIndex, LinearParams};
+pub use index::{BATCH_BLOCK_ROWS, LinearIndex, LinearParams, ScanMode, ScanStats};
