@@ -1,0 +1,865 @@
+//! [`HnswIndex`]: storage (owned or memory-mapped), queries, save/load, add and delete.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use embed_store::container::{Container, write_container};
+use embed_store::{
+    Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, check_k, check_tau, check_vector,
+};
+
+use crate::build::{Builder, Graph, MAX_LEVEL, draw_levels};
+use crate::kernels::{DistFn, kernels, prefetch};
+use crate::search::{Cand, Links, Scratch, greedy, search_layer};
+
+const KIND: &[u8; 8] = b"hnsw\0\0\0\0";
+const VERSION: u32 = 1;
+const META_LEN: usize = 14;
+/// Floats per padded row unit: rows start on 64-byte boundaries.
+const LANES: usize = 16;
+
+/// The metric of an index. Our own builds are always [`Space::Cosine`]; the others exist for
+/// files written by hnswlib ([`HnswIndex::load_hnswlib`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Space {
+    /// Cosine similarity: vectors are normalised on the way in; `Hit::score` is the cosine.
+    Cosine,
+    /// Inner product of the raw vectors; `Hit::score` is the inner product.
+    InnerProduct,
+    /// Squared Euclidean distance; `Hit::score` is minus the squared distance, so that higher
+    /// is still better.
+    L2,
+}
+
+impl Space {
+    fn code(self) -> u64 {
+        match self {
+            Space::Cosine => 0,
+            Space::InnerProduct => 1,
+            Space::L2 => 2,
+        }
+    }
+
+    fn from_code(c: u64) -> Option<Self> {
+        [Space::Cosine, Space::InnerProduct, Space::L2]
+            .into_iter()
+            .find(|s| s.code() == c)
+    }
+
+    pub(crate) fn dist_fn(self) -> DistFn {
+        match self {
+            Space::Cosine | Space::InnerProduct => kernels().neg_dot,
+            Space::L2 => kernels().l2,
+        }
+    }
+
+    /// hnswlib's name for the space: `"cosine"`, `"ip"` or `"l2"`.
+    pub fn hnswlib_name(self) -> &'static str {
+        match self {
+            Space::Cosine => "cosine",
+            Space::InnerProduct => "ip",
+            Space::L2 => "l2",
+        }
+    }
+}
+
+/// Build parameters. `Default` gives the notebook's settings: M = 48, ef_construction = 200,
+/// ef = 100, on every core.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HnswParams {
+    /// Links per node on the upper layers (twice as many on layer 0), as hnswlib's `M`.
+    pub m: usize,
+    /// Size of the candidate list while inserting.
+    pub ef_construction: usize,
+    /// Size of the candidate list while searching (the knob "ef"); at least k is used.
+    pub ef: usize,
+    /// Seed of the level draws: a build with `threads = 1` is reproducible from it.
+    pub seed: u64,
+    /// Build threads; 0 means rayon's current pool (all cores by default).
+    pub threads: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 48,
+            ef_construction: 200,
+            ef: 100,
+            seed: 100,
+            threads: 0,
+        }
+    }
+}
+
+/// One cache-line of floats: the unit of our vector storage, so every row is 64-byte aligned.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Line([f32; LANES]);
+// SAFETY: `Line` is 16 f32 with align 64 and size 64: no padding, every bit pattern valid.
+unsafe impl bytemuck::Zeroable for Line {}
+// SAFETY: as above.
+unsafe impl bytemuck::Pod for Line {}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Meta {
+    pub dim: usize,
+    pub stride: usize,
+    pub len: usize,
+    pub m: usize,
+    pub m0: usize,
+    pub ef_construction: usize,
+    pub ef: usize,
+    pub seed: u64,
+    pub space: Space,
+    pub entry: u32,
+    pub max_level: Option<u8>,
+    pub deleted: usize,
+}
+
+impl Meta {
+    fn words(&self, upper_len: usize, has_labels: bool) -> [u64; META_LEN] {
+        [
+            self.dim as u64,
+            self.stride as u64,
+            self.len as u64,
+            self.m as u64,
+            self.m0 as u64,
+            self.ef_construction as u64,
+            self.ef as u64,
+            self.seed,
+            self.space.code(),
+            u64::from(self.entry),
+            self.max_level.map_or(u64::MAX, u64::from),
+            self.deleted as u64,
+            upper_len as u64,
+            u64::from(has_labels),
+        ]
+    }
+}
+
+pub(crate) struct Owned {
+    pub vectors: Vec<Line>,
+    pub graph: Graph,
+    pub deleted: Vec<u8>,
+    pub labels: Option<Vec<u32>>,
+}
+
+enum Store {
+    Owned(Owned),
+    Mapped(Container),
+}
+
+/// An HNSW graph over unit-normalised vectors (cosine), or over raw vectors for inner-product
+/// and l2 files read from hnswlib.
+///
+/// Built with [`SearchIndex::build`] on every core, saved in our own sectioned file (see the
+/// crate docs) and loaded by memory-mapping it: a load checks the header and section sizes and
+/// searches the file in place. Every neighbour id read from a file is bounds-checked as it is
+/// used, so a corrupt file gives poor answers or an error, never a panic or a wild read.
+pub struct HnswIndex {
+    meta: Meta,
+    store: Store,
+    pool: Mutex<Vec<Scratch>>,
+}
+
+impl std::fmt::Debug for HnswIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HnswIndex")
+            .field("meta", &self.meta)
+            .field("mapped", &self.is_mapped())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Borrowed slices of an index, owned or mapped: what searches run on.
+pub(crate) struct View<'a> {
+    pub meta: Meta,
+    pub vecs: &'a [f32],
+    pub links0: &'a [u32],
+    pub upper: &'a [u32],
+    pub upper_off: &'a [u32],
+    pub levels: &'a [u8],
+    pub deleted: &'a [u8],
+    pub labels: Option<&'a [u32]>,
+}
+
+impl Links for View<'_> {
+    fn len(&self) -> usize {
+        self.meta.len
+    }
+
+    #[inline]
+    fn neighbours(&self, id: u32, level: usize, out: &mut Vec<u32>) {
+        out.clear();
+        let n = self.meta.len;
+        let list = if level == 0 {
+            let b = id as usize * (self.meta.m0 + 1);
+            &self.links0[b..b + self.meta.m0 + 1]
+        } else {
+            if self
+                .levels
+                .get(id as usize)
+                .is_none_or(|&l| usize::from(l) < level)
+            {
+                return;
+            }
+            let b = self.upper_off[id as usize] as usize + (level - 1) * (self.meta.m + 1);
+            match self.upper.get(b..b + self.meta.m + 1) {
+                Some(l) => l,
+                None => return,
+            }
+        };
+        let count = (list[0] as usize).min(list.len() - 1);
+        out.extend(
+            list[1..=count]
+                .iter()
+                .copied()
+                .filter(|&x| (x as usize) < n),
+        );
+    }
+}
+
+impl View<'_> {
+    #[inline]
+    pub fn row(&self, id: u32) -> &[f32] {
+        let b = id as usize * self.meta.stride;
+        &self.vecs[b..b + self.meta.stride]
+    }
+
+    pub fn label(&self, id: u32) -> u32 {
+        self.labels.map_or(id, |l| l[id as usize])
+    }
+
+    fn is_live(&self, id: u32) -> bool {
+        self.deleted[id as usize] == 0
+    }
+}
+
+pub(crate) fn round_up(dim: usize) -> usize {
+    dim.div_ceil(LANES) * LANES
+}
+
+/// Copies rows into zero-padded, aligned storage, checking each (and normalising for cosine).
+pub(crate) fn padded_rows(
+    vectors: VectorView<'_>,
+    space: Space,
+    first_row: usize,
+) -> Result<Vec<Line>> {
+    let (dim, stride) = (vectors.dim(), round_up(vectors.dim()));
+    let mut lines = vec![Line([0.0; LANES]); vectors.len() * stride / LANES];
+    let flat: &mut [f32] = bytemuck::cast_slice_mut(&mut lines);
+    for (i, (row, out)) in vectors
+        .rows()
+        .zip(flat.chunks_exact_mut(stride))
+        .enumerate()
+    {
+        check_vector(row, dim, || format!("gallery row {}", first_row + i))?;
+        out[..dim].copy_from_slice(row);
+        if space == Space::Cosine {
+            normalise(&mut out[..dim]);
+        }
+    }
+    Ok(lines)
+}
+
+fn normalise(v: &mut [f32]) {
+    let norm = v
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
+    for x in v {
+        *x = (f64::from(*x) / norm) as f32;
+    }
+}
+
+fn run_in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<R> {
+    if threads == 0 {
+        return Ok(f());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("cannot start {threads} threads: {e}")))?;
+    Ok(pool.install(f))
+}
+
+fn check_params(p: &HnswParams) -> Result<()> {
+    if !(2..=10_000).contains(&p.m) {
+        return Err(Error::InvalidArgument(format!(
+            "M must be in 2..=10000, got {}",
+            p.m
+        )));
+    }
+    if p.ef == 0 {
+        return Err(Error::InvalidArgument("ef must be at least 1".into()));
+    }
+    Ok(())
+}
+
+impl HnswIndex {
+    pub(crate) fn from_parts(meta: Meta, owned: Owned) -> Self {
+        HnswIndex {
+            meta,
+            store: Store::Owned(owned),
+            pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn view(&self) -> View<'_> {
+        match &self.store {
+            Store::Owned(o) => View {
+                meta: self.meta,
+                vecs: bytemuck::cast_slice(&o.vectors),
+                links0: &o.graph.links0,
+                upper: &o.graph.upper,
+                upper_off: &o.graph.upper_off,
+                levels: &o.graph.levels,
+                deleted: &o.deleted,
+                labels: o.labels.as_deref(),
+            },
+            Store::Mapped(c) => {
+                // Every section was checked (name, type, exact length) by `load`.
+                let s = |name| c.section(name).expect("checked on load");
+                View {
+                    meta: self.meta,
+                    vecs: bytemuck::cast_slice(s("vectors")),
+                    links0: bytemuck::cast_slice(s("links0")),
+                    upper: bytemuck::cast_slice(s("upper")),
+                    upper_off: bytemuck::cast_slice(s("upper_off")),
+                    levels: s("levels"),
+                    deleted: s("deleted"),
+                    labels: (self.meta_has_labels(c)).then(|| bytemuck::cast_slice(s("labels"))),
+                }
+            }
+        }
+    }
+
+    fn meta_has_labels(&self, c: &Container) -> bool {
+        c.section("labels").is_ok()
+    }
+
+    /// The metric of this index.
+    pub fn space(&self) -> Space {
+        self.meta.space
+    }
+
+    /// hnswlib's `M`: links per node on the upper layers.
+    pub fn m(&self) -> usize {
+        self.meta.m
+    }
+
+    /// The `ef_construction` the graph was built with.
+    pub fn ef_construction(&self) -> usize {
+        self.meta.ef_construction
+    }
+
+    /// The current search list size (the knob "ef").
+    pub fn ef(&self) -> usize {
+        self.meta.ef
+    }
+
+    /// Number of deleted items (still in the graph, never returned).
+    pub fn deleted_count(&self) -> usize {
+        self.meta.deleted
+    }
+
+    /// True when the index is searched in place from a memory-mapped file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.store, Store::Mapped(_))
+    }
+
+    /// Name of the distance kernel chosen for this CPU ("avx512", "avx2+fma" or "scalar").
+    pub fn kernel_name() -> &'static str {
+        kernels().name
+    }
+
+    /// Checks a query and turns it into a padded row in the index's space.
+    fn prepare(&self, query: &[f32]) -> Result<Vec<f32>> {
+        let dim = self.meta.dim;
+        check_vector(query, dim, || "query".into())?;
+        let mut q = vec![0.0; self.meta.stride];
+        q[..dim].copy_from_slice(query);
+        if self.meta.space == Space::Cosine {
+            normalise(&mut q[..dim]);
+        }
+        Ok(q)
+    }
+
+    /// The `ef` closest live nodes to the padded query `q`, closest first.
+    fn knn(&self, q: &[f32], ef: usize) -> Vec<Cand> {
+        let v = self.view();
+        let Some(max_level) = v.meta.max_level else {
+            return Vec::new();
+        };
+        let dist_fn = v.meta.space.dist_fn();
+        let dist = |j: u32| dist_fn(q, v.row(j));
+        let row_bytes = v.meta.stride * 4;
+        let pre = |j: u32| prefetch(v.row(j).as_ptr().cast(), row_bytes);
+        let mut s = self
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_else(|| Scratch::new(v.meta.len));
+        let mut cur = Cand {
+            d: dist(v.meta.entry),
+            id: v.meta.entry,
+        };
+        let mut buf = std::mem::take(&mut s.buf);
+        for l in (1..=usize::from(max_level)).rev() {
+            cur = greedy(&v, l, cur, &dist, &mut buf);
+        }
+        s.buf = buf;
+        let mut out = Vec::with_capacity(ef);
+        let bare = v.meta.deleted == 0;
+        search_layer(
+            &v,
+            0,
+            cur,
+            ef,
+            bare,
+            &dist,
+            &|j| v.is_live(j),
+            &pre,
+            &mut s,
+            &mut out,
+        );
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+        out
+    }
+
+    fn hits(&self, cands: &[Cand]) -> Vec<Hit> {
+        let v = self.view();
+        let mut hits: Vec<Hit> = cands
+            .iter()
+            .map(|c| Hit {
+                id: v.label(c.id),
+                score: -c.d,
+            })
+            .collect();
+        hits.sort_by(Hit::ranking);
+        hits
+    }
+
+    /// Like [`SearchIndex::search`] with an explicit `ef` instead of the index's own.
+    pub fn search_ef(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
+        check_k(k)?;
+        let q = self.prepare(query)?;
+        let mut found = self.knn(&q, ef.max(k));
+        found.truncate(k);
+        Ok(self.hits(&found))
+    }
+
+    fn make_owned(&mut self) {
+        if let Store::Mapped(_) = self.store {
+            let v = self.view();
+            let owned = Owned {
+                vectors: bytemuck::cast_slice(v.vecs).to_vec(),
+                graph: Graph {
+                    links0: v.links0.to_vec(),
+                    upper: v.upper.to_vec(),
+                    upper_off: v.upper_off.to_vec(),
+                    levels: v.levels.to_vec(),
+                    entry: v.meta.entry,
+                    max_level: v.meta.max_level,
+                },
+                deleted: v.deleted.to_vec(),
+                labels: v.labels.map(<[u32]>::to_vec),
+            };
+            self.store = Store::Owned(owned);
+        }
+    }
+
+    fn owned(&mut self) -> &mut Owned {
+        self.make_owned();
+        match &mut self.store {
+            Store::Owned(o) => o,
+            Store::Mapped(_) => unreachable!("made owned above"),
+        }
+    }
+
+    /// Adds `vectors` to the graph (in parallel, like a build) and returns the ids they got:
+    /// the next rows after the current ones. A mapped index is copied into memory first.
+    ///
+    /// ```
+    /// use embed_store::{SearchIndex, Vectors};
+    /// use search_hnsw::HnswIndex;
+    /// let v = Vectors::new(2, vec![1.0, 0.0, 0.0, 1.0])?;
+    /// let mut index = HnswIndex::build(v.view(), &Default::default(), &())?;
+    /// let ids = index.add(Vectors::new(2, vec![0.6, 0.8])?.view(), &())?;
+    /// assert_eq!(ids, 2..3);
+    /// assert_eq!(index.search(&[0.6, 0.8], 1)?[0].id, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn add(
+        &mut self,
+        vectors: VectorView<'_>,
+        progress: &dyn Progress,
+    ) -> Result<std::ops::Range<u32>> {
+        if vectors.dim() != self.meta.dim {
+            return Err(Error::Dimension {
+                expected: self.meta.dim,
+                found: vectors.dim(),
+            });
+        }
+        let old_len = self.meta.len;
+        let new_len = old_len + vectors.len();
+        if u32::try_from(new_len).is_err() {
+            return Err(Error::InvalidArgument(format!(
+                "{new_len} items exceed the u32 id space"
+            )));
+        }
+        let meta = self.meta;
+        let lines = padded_rows(vectors, meta.space, old_len)?;
+        progress.set_total(vectors.len() as u64);
+        let seed = meta.seed ^ (old_len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let new_levels = draw_levels(vectors.len(), meta.m, seed);
+        let o = self.owned();
+        let first_label = o
+            .labels
+            .as_ref()
+            .map(|l| l.iter().max().map_or(0, |&m| m + 1));
+        if let (Some(first), Some(labels)) = (first_label, o.labels.as_mut()) {
+            if u32::try_from(u64::from(first) + vectors.len() as u64).is_err() {
+                return Err(Error::InvalidArgument("labels would exceed u32".into()));
+            }
+            labels.extend(first..first + vectors.len() as u32);
+        }
+        o.vectors.extend_from_slice(&lines);
+        o.deleted.resize(new_len, 0);
+        let old = std::mem::replace(
+            &mut o.graph,
+            Graph {
+                links0: Vec::new(),
+                upper: Vec::new(),
+                upper_off: Vec::new(),
+                levels: Vec::new(),
+                entry: 0,
+                max_level: None,
+            },
+        );
+        let (vecs, deleted) = (bytemuck::cast_slice(&o.vectors), &o.deleted);
+        let graph = run_in_pool(0, || -> Result<Graph> {
+            let b = Builder::new(
+                vecs,
+                meta.stride,
+                meta.m,
+                meta.m0,
+                meta.ef_construction,
+                meta.space.dist_fn(),
+                deleted,
+                old,
+                &new_levels,
+            )?;
+            b.insert_all(old_len, progress);
+            Ok(b.finish())
+        })??;
+        let (entry, max_level) = (graph.entry, graph.max_level);
+        o.graph = graph;
+        self.meta.entry = entry;
+        self.meta.max_level = max_level;
+        self.meta.len = new_len;
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let first = first_label.unwrap_or(old_len as u32);
+        Ok(first..first + vectors.len() as u32)
+    }
+
+    /// Marks item `id` deleted: it stays in the graph as a waypoint but is never returned.
+    /// Fails when there is no such live item. A mapped index is copied into memory first.
+    pub fn delete(&mut self, id: u32) -> Result<()> {
+        let internal = self.internal_id(id)?;
+        let o = self.owned();
+        if o.deleted[internal] != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "item {id} is already deleted"
+            )));
+        }
+        o.deleted[internal] = 1;
+        self.meta.deleted += 1;
+        Ok(())
+    }
+
+    /// True when item `id` exists and is not deleted.
+    pub fn contains(&self, id: u32) -> bool {
+        self.internal_id(id)
+            .is_ok_and(|i| self.view().deleted[i] == 0)
+    }
+
+    fn internal_id(&self, id: u32) -> Result<usize> {
+        let v = self.view();
+        let found = match v.labels {
+            None => ((id as usize) < v.meta.len).then_some(id as usize),
+            Some(l) => l.iter().position(|&x| x == id),
+        };
+        found.ok_or_else(|| Error::InvalidArgument(format!("no item with id {id} in the index")))
+    }
+
+    /// Checks the whole graph (every link in range, counts within bounds, levels consistent):
+    /// O(size of the index). `load` does not do this, because searches bounds-check as they go.
+    pub fn verify(&self) -> Result<()> {
+        let v = self.view();
+        let bad = |m: String| Err(Error::InvalidArgument(format!("corrupt graph: {m}")));
+        let n = v.meta.len;
+        for id in 0..n {
+            let l0 = &v.links0[id * (v.meta.m0 + 1)..(id + 1) * (v.meta.m0 + 1)];
+            if l0[0] as usize > v.meta.m0 || l0[1..=l0[0] as usize].iter().any(|&x| x as usize >= n)
+            {
+                return bad(format!("node {id} has a bad level-0 list"));
+            }
+            let level = usize::from(v.levels[id]);
+            if level > 0 {
+                let b = v.upper_off[id] as usize;
+                let Some(block) = v.upper.get(b..b + level * (v.meta.m + 1)) else {
+                    return bad(format!("node {id}'s upper lists lie outside the file"));
+                };
+                for l in block.chunks_exact(v.meta.m + 1) {
+                    if l[0] as usize > v.meta.m
+                        || l[1..=l[0] as usize].iter().any(|&x| x as usize >= n)
+                    {
+                        return bad(format!("node {id} has a bad upper list"));
+                    }
+                }
+            }
+        }
+        if let Some(max) = v.meta.max_level
+            && v.levels.get(v.meta.entry as usize) != Some(&max)
+        {
+            return bad("the entry point is not on the top level".into());
+        }
+        Ok(())
+    }
+}
+
+impl SearchIndex for HnswIndex {
+    type Params = HnswParams;
+    const NAME: &'static str = "hnsw";
+
+    fn build(
+        vectors: VectorView<'_>,
+        params: &HnswParams,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
+        check_params(params)?;
+        let n = vectors.len();
+        if u32::try_from(n).is_err() {
+            return Err(Error::InvalidArgument(format!(
+                "{n} rows exceed the u32 id space"
+            )));
+        }
+        progress.set_total(n as u64);
+        let lines = padded_rows(vectors, Space::Cosine, 0)?;
+        let stride = round_up(vectors.dim());
+        let m0 = 2 * params.m;
+        let levels = draw_levels(n, params.m, params.seed);
+        let deleted = vec![0u8; n];
+        let space = Space::Cosine;
+        let graph = run_in_pool(params.threads, || -> Result<Graph> {
+            let b = Builder::new(
+                bytemuck::cast_slice(&lines),
+                stride,
+                params.m,
+                m0,
+                params.ef_construction,
+                space.dist_fn(),
+                &deleted,
+                Graph {
+                    links0: Vec::new(),
+                    upper: Vec::new(),
+                    upper_off: Vec::new(),
+                    levels: Vec::new(),
+                    entry: 0,
+                    max_level: None,
+                },
+                &levels,
+            )?;
+            b.insert_all(0, progress);
+            Ok(b.finish())
+        })??;
+        let meta = Meta {
+            dim: vectors.dim(),
+            stride,
+            len: n,
+            m: params.m,
+            m0,
+            ef_construction: params.ef_construction.max(params.m),
+            ef: params.ef,
+            seed: params.seed,
+            space,
+            entry: graph.entry,
+            max_level: graph.max_level,
+            deleted: 0,
+        };
+        Ok(HnswIndex::from_parts(
+            meta,
+            Owned {
+                vectors: lines,
+                graph,
+                deleted,
+                labels: None,
+            },
+        ))
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        let v = self.view();
+        let meta = v.meta.words(v.upper.len(), v.labels.is_some());
+        let mut sections: Vec<(&str, &[u8])> = vec![
+            ("meta", bytemuck::cast_slice(&meta)),
+            ("vectors", bytemuck::cast_slice(v.vecs)),
+            ("links0", bytemuck::cast_slice(v.links0)),
+            ("upper", bytemuck::cast_slice(v.upper)),
+            ("upper_off", bytemuck::cast_slice(v.upper_off)),
+            ("levels", v.levels),
+            ("deleted", v.deleted),
+        ];
+        if let Some(l) = v.labels {
+            sections.push(("labels", bytemuck::cast_slice(l)));
+        }
+        write_container(path, KIND, VERSION, &sections)
+    }
+
+    fn load(path: &Path) -> Result<Self> {
+        let c = Container::open(path, KIND, VERSION..=VERSION)?;
+        let w = c.section_exact::<u64>("meta", META_LEN)?;
+        let bad = |m: String| Error::format(path, m);
+        let [
+            dim,
+            stride,
+            len,
+            m,
+            m0,
+            efc,
+            ef,
+            seed,
+            space,
+            entry,
+            max_level,
+            deleted,
+            upper_len,
+            has_labels,
+        ] = w.try_into().expect("META_LEN words");
+        let space =
+            Space::from_code(space).ok_or_else(|| bad(format!("unknown space code {space}")))?;
+        if dim == 0 || dim > 1 << 20 || stride != round_up(dim as usize) as u64 {
+            return Err(bad(format!(
+                "impossible dimension {dim} (row stride {stride})"
+            )));
+        }
+        if len > u64::from(u32::MAX) || !(2..=10_000).contains(&m) || m0 < m || m0 > 20_000 {
+            return Err(bad(format!(
+                "impossible shape: {len} items, M = {m}, M0 = {m0}"
+            )));
+        }
+        if upper_len > u64::from(u32::MAX) || has_labels > 1 || deleted > len || ef == 0 {
+            return Err(bad("corrupt header".into()));
+        }
+        let max_level = match max_level {
+            u64::MAX if len == 0 => None,
+            l if l <= u64::from(MAX_LEVEL) && entry < len => Some(l as u8),
+            _ => {
+                return Err(bad(format!(
+                    "bad entry point {entry} / top level {max_level}"
+                )));
+            }
+        };
+        let (dim, stride, len, m, m0) = (
+            dim as usize,
+            stride as usize,
+            len as usize,
+            m as usize,
+            m0 as usize,
+        );
+        let vec_len = len.checked_mul(stride);
+        let l0_len = len.checked_mul(m0 + 1);
+        let (Some(vec_len), Some(l0_len)) = (vec_len, l0_len) else {
+            return Err(bad("sizes overflow".into()));
+        };
+        c.section_exact::<f32>("vectors", vec_len)?;
+        c.section_exact::<u32>("links0", l0_len)?;
+        c.section_exact::<u32>("upper", upper_len as usize)?;
+        c.section_exact::<u32>("upper_off", len)?;
+        c.section_exact::<u8>("levels", len)?;
+        let del = c.section_exact::<u8>("deleted", len)?;
+        let counted = del.iter().filter(|&&d| d != 0).count();
+        if counted as u64 != deleted {
+            return Err(bad(format!(
+                "header says {deleted} deleted items, the file marks {counted}"
+            )));
+        }
+        if has_labels == 1 {
+            c.section_exact::<u32>("labels", len)?;
+        } else if c.section("labels").is_ok() {
+            return Err(bad(
+                "has a labels section the header does not announce".into()
+            ));
+        }
+        let meta = Meta {
+            dim,
+            stride,
+            len,
+            m,
+            m0,
+            ef_construction: efc as usize,
+            ef: ef as usize,
+            seed,
+            space,
+            entry: entry as u32,
+            max_level,
+            deleted: counted,
+        };
+        Ok(HnswIndex {
+            meta,
+            store: Store::Mapped(c),
+            pool: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn dim(&self) -> usize {
+        self.meta.dim
+    }
+
+    fn len(&self) -> usize {
+        self.meta.len - self.meta.deleted
+    }
+
+    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        self.search_ef(query, k, self.meta.ef)
+    }
+
+    fn search_threshold(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
+        check_tau(tau)?;
+        if self.meta.space == Space::L2 {
+            return Err(Error::InvalidArgument(
+                "threshold search is by cosine similarity; this index uses l2 distance".into(),
+            ));
+        }
+        let q = self.prepare(query)?;
+        let live = self.meta.len - self.meta.deleted;
+        let mut ef = self.meta.ef.max(32);
+        loop {
+            let found = self.knn(&q, ef);
+            let exhausted = found.len() < ef || ef >= live;
+            if exhausted || found.last().is_some_and(|c| -c.d <= tau) {
+                let above: Vec<Cand> = found.into_iter().filter(|c| -c.d > tau).collect();
+                return Ok(self.hits(&above));
+            }
+            ef = (ef * 2).min(live);
+        }
+    }
+
+    fn knob(&self) -> Option<Knob> {
+        Some(Knob {
+            name: "ef",
+            value: self.meta.ef,
+        })
+    }
+
+    fn set_knob(&mut self, value: usize) -> Result<()> {
+        if value == 0 {
+            return Err(Error::InvalidArgument("ef must be at least 1".into()));
+        }
+        self.meta.ef = value;
+        Ok(())
+    }
+}

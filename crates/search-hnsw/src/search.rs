@@ -1,0 +1,179 @@
+//! The graph walk shared by construction and queries: hnswlib's `searchBaseLayer(ST)` and the
+//! greedy descent through the upper layers, over any source of neighbour lists and any distance.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+/// A node and its distance to the query (smaller is closer).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cand {
+    pub d: f32,
+    pub id: u32,
+}
+
+impl PartialEq for Cand {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.d.total_cmp(&o.d).then(self.id.cmp(&o.id))
+    }
+}
+
+/// Where a walk reads neighbour lists from: the frozen graph (plain slices) or the graph under
+/// construction (atomics behind per-node locks).
+pub(crate) trait Links {
+    /// Number of nodes; every id handed out by [`Links::neighbours`] is below it.
+    fn len(&self) -> usize;
+    /// Replaces `out` with the neighbours of `id` at `level` (empty when it has none there).
+    /// Ids outside the graph are dropped, so a corrupt file can never index out of bounds.
+    fn neighbours(&self, id: u32, level: usize, out: &mut Vec<u32>);
+}
+
+/// Per-thread working memory of a walk: a visited list stamped with epochs (never cleared
+/// between walks) and the two heaps.
+pub(crate) struct Scratch {
+    visited: Vec<u16>,
+    epoch: u16,
+    candidates: BinaryHeap<Reverse<Cand>>,
+    results: BinaryHeap<Cand>,
+    pub buf: Vec<u32>,
+}
+
+impl Scratch {
+    pub fn new(n: usize) -> Self {
+        Scratch {
+            visited: vec![0; n],
+            epoch: 0,
+            candidates: BinaryHeap::new(),
+            results: BinaryHeap::new(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Starts a new walk over a graph of `n` nodes.
+    fn reset(&mut self, n: usize) {
+        if self.visited.len() < n {
+            self.visited.resize(n, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.visited.iter_mut().for_each(|v| *v = 0);
+            self.epoch = 1;
+        }
+        self.candidates.clear();
+        self.results.clear();
+    }
+
+    /// Marks `id` visited; true when it was not yet.
+    #[inline]
+    fn visit(&mut self, id: u32) -> bool {
+        let v = &mut self.visited[id as usize];
+        if *v == self.epoch {
+            false
+        } else {
+            *v = self.epoch;
+            true
+        }
+    }
+}
+
+/// Greedy descent: from `start` (at distance `d`), move to the closest neighbour at `level`
+/// until none is closer. Returns the local minimum.
+pub(crate) fn greedy<L: Links>(
+    links: &L,
+    level: usize,
+    mut cur: Cand,
+    dist: &impl Fn(u32) -> f32,
+    buf: &mut Vec<u32>,
+) -> Cand {
+    loop {
+        let mut changed = false;
+        links.neighbours(cur.id, level, buf);
+        for &n in buf.iter() {
+            let d = dist(n);
+            if d < cur.d {
+                cur = Cand { d, id: n };
+                changed = true;
+            }
+        }
+        if !changed {
+            return cur;
+        }
+    }
+}
+
+/// Best-first search of one layer from `entry`, keeping the `ef` closest nodes found that
+/// `keep` accepts (others are walked through but not returned, like hnswlib's deleted nodes).
+/// Returns them in `out`, closest first.
+///
+/// With `bare` (queries on a graph without deleted nodes) the walk stops as soon as the closest
+/// candidate is farther than the worst result, as hnswlib's `searchBaseLayerST<true>` does;
+/// otherwise only once `ef` results are held, as its construction search does.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn search_layer<L: Links>(
+    links: &L,
+    level: usize,
+    entry: Cand,
+    ef: usize,
+    bare: bool,
+    dist: &impl Fn(u32) -> f32,
+    keep: &impl Fn(u32) -> bool,
+    prefetch: &impl Fn(u32),
+    s: &mut Scratch,
+    out: &mut Vec<Cand>,
+) {
+    let ef = ef.max(1);
+    s.reset(links.len());
+    let mut buf = std::mem::take(&mut s.buf);
+    s.visit(entry.id);
+    let mut bound = f32::INFINITY;
+    if keep(entry.id) {
+        s.results.push(entry);
+        bound = entry.d;
+    }
+    s.candidates.push(Reverse(entry));
+    while let Some(&Reverse(c)) = s.candidates.peek() {
+        if c.d > bound && (bare || s.results.len() >= ef) {
+            break;
+        }
+        s.candidates.pop();
+        links.neighbours(c.id, level, &mut buf);
+        if let Some(&first) = buf.first() {
+            prefetch(first);
+        }
+        for (j, &n) in buf.iter().enumerate() {
+            if let Some(&next) = buf.get(j + 1) {
+                prefetch(next);
+            }
+            if !s.visit(n) {
+                continue;
+            }
+            let d = dist(n);
+            if s.results.len() < ef || d < bound {
+                s.candidates.push(Reverse(Cand { d, id: n }));
+                if keep(n) {
+                    s.results.push(Cand { d, id: n });
+                    if s.results.len() > ef {
+                        s.results.pop();
+                    }
+                }
+                if let Some(w) = s.results.peek() {
+                    bound = w.d;
+                }
+            }
+        }
+    }
+    s.buf = buf;
+    out.clear();
+    out.extend(s.results.drain());
+    out.sort_unstable();
+}

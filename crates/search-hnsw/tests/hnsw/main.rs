@@ -1,0 +1,5 @@
+//! Integration tests of the HNSW engine, one module per topic.
+
+mod common;
+mod files;
+mod oracle;

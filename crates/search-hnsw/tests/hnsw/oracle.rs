@@ -1,0 +1,141 @@
+//! HNSW against the exact linear engine on small random galleries.
+
+use embed_store::{Error, SearchIndex};
+use proptest::prelude::*;
+use search_hnsw::{HnswIndex, HnswParams};
+use search_linear::LinearIndex;
+
+use crate::common::{random_vectors, recall};
+
+fn small_params(seed: u64) -> HnswParams {
+    HnswParams {
+        m: 12,
+        ef_construction: 100,
+        ef: 50,
+        seed,
+        threads: 0,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn recall_against_linear(n in 1usize..1500, dim in 2usize..40, k in 1usize..10, seed in 0u64..1000) {
+        let gallery = random_vectors(n, dim, seed);
+        let queries = random_vectors(30, dim, seed + 1);
+        let index = HnswIndex::build(gallery.view(), &small_params(seed), &()).unwrap();
+        let exact = LinearIndex::build(gallery.view(), &Default::default(), &()).unwrap();
+        prop_assert_eq!(index.len(), n);
+        let r = recall(&index, &exact, &queries, k);
+        prop_assert!(r >= 0.95, "recall@{} = {} on {} x {}", k, r, n, dim);
+        // Scores are cosines, and hits come best first.
+        for q in queries.view().rows().take(3) {
+            let hits = index.search(q, k).unwrap();
+            prop_assert_eq!(hits.len(), k.min(n));
+            prop_assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+            for h in &hits {
+                let exact_score = exact.search(q, n).unwrap().into_iter().find(|e| e.id == h.id).unwrap().score;
+                prop_assert!((h.score - exact_score).abs() < 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn threshold_search_against_linear(n in 1usize..800, dim in 2usize..12, tau in -0.2f32..0.9, seed in 0u64..1000) {
+        let gallery = random_vectors(n, dim, seed);
+        let queries = random_vectors(10, dim, seed + 7);
+        let index = HnswIndex::build(gallery.view(), &small_params(seed), &()).unwrap();
+        let exact = LinearIndex::build(gallery.view(), &Default::default(), &()).unwrap();
+        let (mut found, mut total) = (0usize, 0usize);
+        for q in queries.view().rows() {
+            let truth: Vec<u32> = exact.search_threshold(q, tau).unwrap().iter().map(|h| h.id).collect();
+            let got = index.search_threshold(q, tau).unwrap();
+            prop_assert!(got.iter().all(|h| h.score > tau));
+            prop_assert!(got.windows(2).all(|w| w[0].score >= w[1].score));
+            total += truth.len();
+            found += truth.iter().filter(|t| got.iter().any(|h| h.id == **t)).count();
+        }
+        prop_assert!(found as f64 >= 0.95 * total as f64, "threshold recall {}/{}", found, total);
+    }
+}
+
+#[test]
+fn one_thread_builds_are_reproducible() {
+    let gallery = random_vectors(600, 16, 3);
+    let p = HnswParams {
+        threads: 1,
+        ..small_params(9)
+    };
+    let a = HnswIndex::build(gallery.view(), &p, &()).unwrap();
+    let b = HnswIndex::build(gallery.view(), &p, &()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    a.save(&dir.path().join("a")).unwrap();
+    b.save(&dir.path().join("b")).unwrap();
+    assert_eq!(
+        std::fs::read(dir.path().join("a")).unwrap(),
+        std::fs::read(dir.path().join("b")).unwrap()
+    );
+    a.verify().unwrap();
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    let gallery = random_vectors(50, 8, 1);
+    let mut index = HnswIndex::build(gallery.view(), &small_params(1), &()).unwrap();
+    assert!(matches!(
+        index.search(&[0.0; 8], 3),
+        Err(Error::BadVector { .. })
+    ));
+    assert!(matches!(
+        index.search(&[1.0; 7], 3),
+        Err(Error::Dimension { .. })
+    ));
+    assert!(matches!(
+        index.search(&[f32::NAN; 8], 3),
+        Err(Error::BadVector { .. })
+    ));
+    assert!(matches!(
+        index.search(&[1.0; 8], 0),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        index.search_threshold(&[1.0; 8], 1.5),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        index.search_threshold(&[1.0; 8], f32::NAN),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(index.set_knob(0).is_err());
+    index.set_knob(7).unwrap();
+    assert_eq!(index.knob().unwrap().value, 7);
+    let mut rows = gallery.as_slice().to_vec();
+    rows[8 * 3 + 2] = f32::INFINITY;
+    let bad = embed_store::Vectors::new(8, rows).unwrap();
+    let err = HnswIndex::build(bad.view(), &small_params(1), &()).unwrap_err();
+    assert!(err.to_string().contains("row 3"), "{err}");
+    let p = HnswParams {
+        m: 1,
+        ..small_params(1)
+    };
+    assert!(HnswIndex::build(gallery.view(), &p, &()).is_err());
+}
+
+#[test]
+fn empty_gallery() {
+    let v = embed_store::Vectors::with_dim(4);
+    let index = HnswIndex::build(v.view(), &small_params(1), &()).unwrap();
+    assert!(index.is_empty());
+    assert!(index.search(&[1.0, 0.0, 0.0, 0.0], 3).unwrap().is_empty());
+    assert!(
+        index
+            .search_threshold(&[1.0, 0.0, 0.0, 0.0], 0.0)
+            .unwrap()
+            .is_empty()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    index.save(&dir.path().join("e")).unwrap();
+    let back = HnswIndex::load(&dir.path().join("e")).unwrap();
+    assert!(back.search(&[1.0, 0.0, 0.0, 0.0], 3).unwrap().is_empty());
+}
