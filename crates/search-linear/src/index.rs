@@ -569,7 +569,7 @@ impl LinearIndex {
             (states, scores)
         };
         let parallel = self.len >= 2 * BATCH_BLOCK_ROWS && rayon::current_num_threads() > 1;
-        let states = if parallel {
+        if parallel {
             (0..blocks)
                 .into_par_iter()
                 .fold(fresh, run)
@@ -578,8 +578,7 @@ impl LinearIndex {
                 .unwrap_or_else(|| fresh().0)
         } else {
             (0..blocks).fold(fresh(), run).0
-        };
-        states
+        }
     }
 }
 
