@@ -1,0 +1,351 @@
+//! [`ForestIndex`]: build, save, open and query an Annoy forest.
+
+use std::io::Write;
+use std::path::Path;
+
+use embed_store::kernels::dot_kernel;
+use embed_store::{
+    Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, check_k, check_tau, check_vector,
+    map_file, normalized, normalized_rows, write_atomically,
+};
+
+use crate::build::{BuildSpec, Split, build_forest};
+use crate::layout::{Layout, Metric, Shape, angular_dims, validate};
+use crate::search::{Forest, top_k, with_scratch};
+
+/// Candidates a threshold search gathers per tree when no `search_k` is set: as many as a
+/// k-NN search for this many neighbours would (Annoy's default rule, `k × n_trees`).
+pub const THRESHOLD_K: usize = 16;
+
+/// Build parameters of a forest. `Default` gives the notebook's: 20 angular trees.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForestParams {
+    /// Number of trees (Annoy's `n_trees`). More trees: better recall per query, bigger file.
+    pub n_trees: usize,
+    /// Seed of every random choice; the same seed and data give the same file.
+    pub seed: u64,
+    /// Node layout and split rule. The index answers cosine queries either way: rows are
+    /// normalised before building, so euclidean order equals cosine order.
+    pub metric: Metric,
+    /// How each split plane is chosen.
+    pub split: Split,
+    /// Points sampled by each two-means run (Annoy: 200).
+    pub two_means_iterations: usize,
+}
+
+impl Default for ForestParams {
+    fn default() -> Self {
+        ForestParams {
+            n_trees: 20,
+            seed: 42,
+            metric: Metric::Angular,
+            split: Split::TwoMeans,
+            two_means_iterations: 200,
+        }
+    }
+}
+
+/// An Annoy forest in Annoy's own file format, served by this crate.
+///
+/// Built in memory by [`SearchIndex::build`], or mapped from a file by [`SearchIndex::load`]
+/// (angular files; the dimension is read from the file itself) or [`ForestIndex::open`] (any
+/// metric and dimension, e.g. files written by Python annoy). Files are checked on opening;
+/// the index is `Send + Sync` and answers queries from many threads at once.
+#[derive(Debug)]
+pub struct ForestIndex {
+    storage: Storage,
+    layout: Layout,
+    shape: Shape,
+    search_k: Option<usize>,
+}
+
+#[derive(Debug)]
+enum Storage {
+    Owned(Vec<u32>),
+    Mapped(memmap2::Mmap),
+}
+
+impl ForestIndex {
+    /// Opens an Annoy file of dimension `dim` and metric `metric` (as Python's
+    /// `AnnoyIndex(dim, metric).load(path)`), validating every tree node first.
+    pub fn open(path: &Path, dim: usize, metric: Metric) -> Result<Self> {
+        if dim == 0 {
+            return Err(Error::InvalidArgument(
+                "dimension must be at least 1".into(),
+            ));
+        }
+        let map = map_file(path)?;
+        let layout = Layout::new(metric, dim);
+        let shape = validate(words_of(&map, path)?, &layout, path)?;
+        Ok(ForestIndex {
+            storage: Storage::Mapped(map),
+            layout,
+            shape,
+            search_k: None,
+        })
+    }
+
+    /// The file's bytes, exactly as [`SearchIndex::save`] writes them.
+    pub fn as_bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(self.words())
+    }
+
+    /// The metric the file was built with.
+    pub fn metric(&self) -> Metric {
+        self.layout.metric
+    }
+
+    /// Number of trees, as Annoy counts them (its `get_n_trees`).
+    pub fn n_trees(&self) -> usize {
+        self.shape.roots.len()
+    }
+
+    /// Number of nodes in the file.
+    pub fn n_nodes(&self) -> usize {
+        self.shape.n_nodes
+    }
+
+    /// The `search_k` set with [`ForestIndex::set_search_k`] (or the knob), if any.
+    pub fn search_k(&self) -> Option<usize> {
+        self.search_k
+    }
+
+    /// Sets how many candidates each query gathers; `None` restores Annoy's default,
+    /// `k × n_trees`.
+    pub fn set_search_k(&mut self, search_k: Option<usize>) {
+        self.search_k = search_k.filter(|&s| s > 0);
+    }
+
+    /// Annoy's `get_nns_by_vector(query, n, search_k, include_distances=True)`: the `n` nearest
+    /// items by the file's metric with their Annoy distances (angular: `sqrt(2 − 2·cos)`),
+    /// nearest first, ties by lower id. `search_k = None` means Annoy's default, `n × n_trees`.
+    /// Gathers the same candidates as Annoy for the same file, query and `search_k`.
+    pub fn nns_by_vector(
+        &self,
+        query: &[f32],
+        n: usize,
+        search_k: Option<usize>,
+    ) -> Result<Vec<(u32, f32)>> {
+        check_k(n)?;
+        check_vector(query, self.layout.dim, || "query".into())?;
+        let forest = self.forest();
+        let dot = dot_kernel();
+        let search_k = search_k.unwrap_or(n.saturating_mul(self.n_trees()));
+        let qq = dot(query, query);
+        Ok(with_scratch(|s| {
+            forest.gather(query, search_k, dot, s);
+            let mut scored: Vec<(f32, u32)> = s
+                .cands
+                .iter()
+                .filter(|&&i| forest.is_item(i as usize))
+                .map(|&i| (forest.annoy_distance(query, qq, i as usize, dot), i))
+                .collect();
+            let cmp = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+            if scored.len() > n {
+                scored.select_nth_unstable_by(n - 1, cmp);
+                scored.truncate(n);
+            }
+            scored.sort_unstable_by(cmp);
+            scored
+                .into_iter()
+                .map(|(d, i)| (i, d.max(0.0).sqrt()))
+                .collect()
+        }))
+    }
+
+    fn words(&self) -> &[u32] {
+        match &self.storage {
+            Storage::Owned(w) => w,
+            // Checked on opening: 4-aligned (page-aligned map) and a whole number of words.
+            Storage::Mapped(m) => bytemuck::cast_slice(&m[..]),
+        }
+    }
+
+    fn forest(&self) -> Forest<'_> {
+        Forest {
+            words: self.words(),
+            layout: self.layout,
+            n_items: self.shape.n_items,
+            n_nodes: self.shape.n_nodes,
+            roots: &self.shape.roots,
+        }
+    }
+
+    /// Gathers candidates for `search_k` and scores them by cosine into the scratch hit list,
+    /// then hands that list to `finish`.
+    fn scored<R>(
+        &self,
+        query: &[f32],
+        search_k: usize,
+        finish: impl FnOnce(&mut Vec<Hit>) -> R,
+    ) -> Result<R> {
+        let q = normalized(query, self.layout.dim, || "query".into())?;
+        let forest = self.forest();
+        let dot = dot_kernel();
+        Ok(with_scratch(|s| {
+            forest.gather(&q, search_k, dot, s);
+            s.hits.clear();
+            const AHEAD: usize = 4;
+            for (n, &i) in s.cands.iter().enumerate() {
+                if let Some(&next) = s.cands.get(n + AHEAD) {
+                    forest.prefetch(next as usize);
+                }
+                let i = i as usize;
+                if forest.is_item(i)
+                    && let Some(score) = forest.cosine(&q, i, dot)
+                {
+                    s.hits.push(Hit {
+                        id: i as u32,
+                        score,
+                    });
+                }
+            }
+            finish(&mut s.hits)
+        }))
+    }
+}
+
+fn words_of<'m>(map: &'m memmap2::Mmap, path: &Path) -> Result<&'m [u32]> {
+    bytemuck::try_cast_slice(&map[..]).map_err(|_| {
+        Error::format(
+            path,
+            format!(
+                "{} bytes is not a whole number of 4-byte words: not an Annoy index",
+                map.len()
+            ),
+        )
+    })
+}
+
+impl SearchIndex for ForestIndex {
+    type Params = ForestParams;
+    const NAME: &'static str = "forest";
+
+    fn build(
+        vectors: VectorView<'_>,
+        params: &ForestParams,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
+        if vectors.is_empty() {
+            return Err(Error::InvalidArgument(
+                "cannot build a forest over an empty gallery".into(),
+            ));
+        }
+        if params.n_trees == 0 {
+            return Err(Error::InvalidArgument(
+                "a forest needs at least one tree (n_trees = 0)".into(),
+            ));
+        }
+        if vectors.len() >= i32::MAX as usize {
+            return Err(Error::InvalidArgument(format!(
+                "{} rows exceed Annoy's i32 ids",
+                vectors.len()
+            )));
+        }
+        let data = normalized_rows(vectors)?;
+        let layout = Layout::new(params.metric, vectors.dim());
+        let spec = BuildSpec {
+            n_trees: params.n_trees,
+            seed: params.seed,
+            iterations: params.two_means_iterations,
+            split: params.split,
+        };
+        let words = build_forest(data.as_slice(), layout, &spec, progress)
+            .map_err(Error::InvalidArgument)?;
+        let shape = validate(&words, &layout, Path::new("<built forest>"))?;
+        Ok(ForestIndex {
+            storage: Storage::Owned(words),
+            layout,
+            shape,
+            search_k: None,
+        })
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        write_atomically(path, |w| w.write_all(self.as_bytes()))
+    }
+
+    /// Opens an angular Annoy file, reading its dimension from the file itself (the node size
+    /// must divide the file and item 0's stored squared norm must match its vector). Use
+    /// [`ForestIndex::open`] to give the dimension and metric explicitly.
+    fn load(path: &Path) -> Result<Self> {
+        let map = map_file(path)?;
+        let words = words_of(&map, path)?;
+        if words.is_empty() {
+            return Err(Error::format(path, "empty file: not an Annoy index"));
+        }
+        let mut found = None;
+        let mut last_err = None;
+        for dim in angular_dims(words) {
+            let layout = Layout::new(Metric::Angular, dim);
+            match validate(words, &layout, path) {
+                Ok(shape) if found.is_none() => found = Some((layout, shape)),
+                Ok(_) => {
+                    return Err(Error::format(
+                        path,
+                        "the dimension is ambiguous; open it with ForestIndex::open(path, dim, \
+                         metric)",
+                    ));
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let Some((layout, shape)) = found else {
+            return Err(last_err.unwrap_or_else(|| {
+                Error::format(
+                    path,
+                    "not an angular Annoy index of any dimension (item 0 is not a stored \
+                     vector with its squared norm)",
+                )
+            }));
+        };
+        Ok(ForestIndex {
+            storage: Storage::Mapped(map),
+            layout,
+            shape,
+            search_k: None,
+        })
+    }
+
+    fn dim(&self) -> usize {
+        self.layout.dim
+    }
+
+    fn len(&self) -> usize {
+        self.shape.n_items
+    }
+
+    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        check_k(k)?;
+        let search_k = self.search_k.unwrap_or(k.saturating_mul(self.n_trees()));
+        self.scored(query, search_k, |hits| {
+            top_k(hits, k);
+            hits.clone()
+        })
+    }
+
+    fn search_threshold(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
+        check_tau(tau)?;
+        let search_k = self
+            .search_k
+            .unwrap_or(THRESHOLD_K.saturating_mul(self.n_trees()));
+        self.scored(query, search_k, |hits| {
+            let mut above: Vec<Hit> = hits.iter().filter(|h| h.score > tau).copied().collect();
+            above.sort_unstable_by(Hit::ranking);
+            above
+        })
+    }
+
+    fn knob(&self) -> Option<Knob> {
+        Some(Knob {
+            name: "search_k",
+            value: self.search_k.unwrap_or(0),
+        })
+    }
+
+    /// Sets `search_k`; 0 restores Annoy's default (`k × n_trees`).
+    fn set_knob(&mut self, value: usize) -> Result<()> {
+        self.set_search_k(Some(value));
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+//! Damaged files give errors, never panics; whatever opens can be queried without panicking.
+
+use embed_store::{Error, SearchIndex};
+use proptest::prelude::*;
+use search_forest::{ForestIndex, ForestParams, Metric};
+
+fn saved_forest() -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
+    let gallery = crate::common::gallery(600, 16, 21);
+    let forest = ForestIndex::build(
+        gallery.view(),
+        &ForestParams {
+            n_trees: 4,
+            ..Default::default()
+        },
+        &(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("forest.ann");
+    forest.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    (dir, path, bytes)
+}
+
+fn query_everything(index: &ForestIndex) {
+    let q: Vec<f32> = (0..index.dim()).map(|i| (i as f32 * 0.37).sin()).collect();
+    let _ = index.search(&q, 10);
+    let _ = index.search_threshold(&q, 0.1);
+    let _ = index.nns_by_vector(&q, 10, Some(index.len() * 8));
+}
+
+#[test]
+fn truncated_tiny_and_empty_files_are_format_errors() {
+    let (dir, path, bytes) = saved_forest();
+    let cut = dir.path().join("cut.ann");
+    for len in [
+        0,
+        3,
+        100,
+        bytes.len() / 2,
+        bytes.len() - 4,
+        bytes.len() - 76,
+    ] {
+        std::fs::write(&cut, &bytes[..len]).unwrap();
+        let loaded = ForestIndex::load(&cut);
+        let opened = ForestIndex::open(&cut, 16, Metric::Angular);
+        for r in [loaded, opened] {
+            match r {
+                Err(Error::Format { message, .. }) => assert!(!message.is_empty()),
+                Err(e) => panic!("length {len}: unexpected error {e}"),
+                Ok(index) => query_everything(&index),
+            }
+        }
+    }
+    // The wrong dimension or metric is refused.
+    assert!(ForestIndex::open(&path, 15, Metric::Angular).is_err());
+    assert!(ForestIndex::open(&path, 0, Metric::Angular).is_err());
+    assert!(matches!(
+        ForestIndex::load(&dir.path().join("missing.ann")),
+        Err(Error::Io { .. })
+    ));
+}
+
+#[test]
+fn a_cycle_or_out_of_range_child_is_refused() {
+    let (dir, _path, bytes) = saved_forest();
+    let words: Vec<u32> = bytemuck_words(&bytes);
+    let node_words = 3 + 16;
+    let n_nodes = words.len() / node_words;
+    let last = n_nodes - 1; // a copy of a root: a split node
+    let bad_path = dir.path().join("bad.ann");
+    for (field, value) in [
+        (1usize, last as u32),
+        (2, u32::MAX),
+        (1, n_nodes as u32 + 5),
+    ] {
+        let mut w = words.clone();
+        w[last * node_words + field] = value;
+        std::fs::write(&bad_path, to_bytes(&w)).unwrap();
+        assert!(matches!(
+            ForestIndex::open(&bad_path, 16, Metric::Angular),
+            Err(Error::Format { .. })
+        ));
+    }
+}
+
+fn bytemuck_words(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_ne_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+fn to_bytes(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_ne_bytes()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn random_damage_never_panics(hits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u32>()), 1..20)) {
+        let (dir, _path, bytes) = saved_forest();
+        let mut words = bytemuck_words(&bytes);
+        let len = words.len();
+        for (at, value) in hits {
+            // Damage the tree nodes more often than the items: that is where ids live.
+            let i = at.index(len);
+            let i = if value % 2 == 0 { len - 1 - (i % (len / 4)) } else { i };
+            words[i] = value;
+        }
+        let p = dir.path().join("damaged.ann");
+        std::fs::write(&p, to_bytes(&words)).unwrap();
+        for index in [ForestIndex::load(&p), ForestIndex::open(&p, 16, Metric::Angular)].into_iter().flatten() {
+            query_everything(&index);
+        }
+    }
+}

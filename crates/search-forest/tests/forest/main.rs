@@ -1,0 +1,8 @@
+//! Integration tests of the forest engine, one module per topic.
+
+mod common;
+
+mod annoy_rs;
+mod damaged;
+mod oracle;
+mod roundtrip;
