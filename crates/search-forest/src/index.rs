@@ -105,6 +105,13 @@ impl ForestIndex {
         self.shape.n_nodes
     }
 
+    /// The vector stored for item `i` (Annoy's `get_item_vector`): for a forest built by this
+    /// crate, the row scaled to unit length. `None` when `i` is not an item of the file.
+    pub fn item_vector(&self, i: usize) -> Option<&[f32]> {
+        let forest = self.forest();
+        forest.is_item(i).then(|| forest.vector(i))
+    }
+
     /// The `search_k` set with [`ForestIndex::set_search_k`] (or the knob), if any.
     pub fn search_k(&self) -> Option<usize> {
         self.search_k

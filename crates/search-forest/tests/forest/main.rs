@@ -5,4 +5,5 @@ mod common;
 mod annoy_rs;
 mod damaged;
 mod oracle;
+mod python;
 mod roundtrip;
