@@ -1,6 +1,7 @@
 //! The exact index: normalised f32 rows plus their int8 codes, one memory-mappable file.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use embed_store::container::{Container, write_container};
 use embed_store::kernels::{DotFn, dot_kernel};
@@ -19,7 +20,7 @@ const VERSION: u32 = 2;
 /// Rows per block of a single-query scan: 512 KiB of codes or 2 MiB of f32 at d = 512.
 const BLOCK_ROWS: usize = 1024;
 /// Below this many bytes of scanned data a single query stays on one thread.
-const PARALLEL_BYTES: usize = 4 << 20;
+const PARALLEL_BYTES: usize = 2 << 20;
 /// Below this many rows `ScanMode::Auto` scans f32 rows directly.
 const COMPACT_MIN_ROWS: usize = 2048;
 
@@ -370,12 +371,19 @@ impl LinearIndex {
         });
         let blocks = self.len.div_ceil(BLOCK_ROWS);
         let bytes_per_row = if codes.is_some() { dim + 8 } else { 4 * dim };
+        // The best floor any thread has reached: every thread may filter against it, since
+        // each thread's k-th best is at most the global k-th best.
+        let shared = SharedFloor::new();
         let run = |(mut s, mut st, mut ints): (S, ScanStats, Vec<i32>), b: usize| {
             let rows = b * BLOCK_ROWS..((b + 1) * BLOCK_ROWS).min(self.len);
             match (codes, &qc) {
-                (Some(c), Some(qc)) => scan_compact(
-                    c, vectors, dim, rows, q, qc, dot, &mut ints, &mut s, &floor, &offer, &mut st,
-                ),
+                (Some(c), Some(qc)) => {
+                    let floor = |s: &S| floor(s).max(shared.get());
+                    scan_compact(
+                        c, vectors, dim, rows, q, qc, dot, &mut ints, &mut s, &floor, &offer,
+                        &mut st,
+                    );
+                }
                 _ => {
                     for (i, row) in vectors[rows.start * dim..rows.end * dim]
                         .chunks_exact(dim)
@@ -394,6 +402,7 @@ impl LinearIndex {
                     st.bytes += rows.len() * 4 * dim;
                 }
             }
+            shared.raise(floor(&s));
             (s, st, ints)
         };
         let fresh = || (init(), ScanStats::default(), vec![0i32; BLOCK_ROWS]);
@@ -403,11 +412,16 @@ impl LinearIndex {
             bytes: a.bytes + b.bytes,
         };
         if self.parallel(bytes_per_row) {
-            let (s, st) = (0..blocks)
+            // A few contiguous runs of blocks (two per thread, for balance on a busy machine),
+            // each scanned in order by one state, so that each selection fills only once.
+            let parts = (2 * rayon::current_num_threads()).min(blocks);
+            let (s, st) = (0..parts)
                 .into_par_iter()
-                .with_min_len((PARALLEL_BYTES / 4 / (bytes_per_row * BLOCK_ROWS)).max(1))
-                .fold(fresh, run)
-                .map(|(s, st, _)| (s, st))
+                .map(|p| {
+                    let (s, st, _) =
+                        (p * blocks / parts..(p + 1) * blocks / parts).fold(fresh(), &run);
+                    (s, st)
+                })
                 .reduce(
                     || (init(), ScanStats::default()),
                     |(a, sa), (b, sb)| (merge(a, b), add(sa, sb)),
@@ -634,6 +648,31 @@ fn scan_compact<S>(
     st.bytes += n * (dim + 8) + rechecked * 4 * dim;
 }
 
+/// A monotonically rising f32 shared between threads (an order-preserving map onto u32).
+struct SharedFloor(AtomicU32);
+
+impl SharedFloor {
+    fn new() -> Self {
+        SharedFloor(AtomicU32::new(Self::key(f32::NEG_INFINITY)))
+    }
+
+    fn key(f: f32) -> u32 {
+        let b = f.to_bits();
+        if b >> 31 == 1 { !b } else { b | 1 << 31 }
+    }
+
+    fn get(&self) -> f32 {
+        let k = self.0.load(Ordering::Relaxed);
+        f32::from_bits(if k >> 31 == 1 { k & !(1 << 31) } else { !k })
+    }
+
+    fn raise(&self, f: f32) {
+        if !f.is_nan() {
+            self.0.fetch_max(Self::key(f), Ordering::Relaxed);
+        }
+    }
+}
+
 /// Size and modification time of `path`, to tell whether a cache was made from it.
 fn source_stamp(path: &Path) -> Result<[u64; 3]> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
@@ -682,5 +721,28 @@ impl SearchIndex for LinearIndex {
 
     fn search_threshold(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
         Ok(self.search_threshold_with_stats(query, tau)?.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SharedFloor;
+
+    #[test]
+    fn shared_floor_only_rises_and_round_trips() {
+        let f = SharedFloor::new();
+        assert_eq!(f.get(), f32::NEG_INFINITY);
+        for (offer, want) in [
+            (-0.5, -0.5),
+            (-0.7, -0.5),
+            (0.0, 0.0),
+            (0.25, 0.25),
+            (0.1, 0.25),
+            (f32::NAN, 0.25),
+            (1.0, 1.0),
+        ] {
+            f.raise(offer);
+            assert_eq!(f.get(), want);
+        }
     }
 }
