@@ -44,13 +44,21 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
     );
     let workload = Workload::from_dataset(data, key, args.k as usize, args.tau)?;
 
-    let options = RunOptions { results_dir: args.results.clone(), rebuild: args.rebuild, progress: !args.quiet };
+    let options = RunOptions {
+        results_dir: args.results.clone(),
+        rebuild: args.rebuild,
+        progress: !args.quiet,
+    };
     let mut engines = Vec::new();
     for engine in &args.engines {
         eprintln!("running {engine:?}...");
         let report = match engine {
             EngineName::Linear => {
-                let run = EngineRun { params: Default::default(), headline: HeadlineSearch::Threshold, knob: None };
+                let run = EngineRun {
+                    params: Default::default(),
+                    headline: HeadlineSearch::Threshold,
+                    knob: None,
+                };
                 run_engine::<LinearIndex>(&workload, &run, &options)?
             }
             EngineName::Hnsw => {
@@ -61,12 +69,24 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
                     seed: args.seed,
                     ..Default::default()
                 };
-                let run = EngineRun { params, headline: HeadlineSearch::TopK, knob: Some(args.ef) };
+                let run = EngineRun {
+                    params,
+                    headline: HeadlineSearch::TopK,
+                    knob: Some(args.ef),
+                };
                 run_engine::<HnswIndex>(&workload, &run, &options)?
             }
             EngineName::Forest => {
-                let params = ForestParams { n_trees: args.trees, seed: args.seed, ..Default::default() };
-                let run = EngineRun { params, headline: HeadlineSearch::TopK, knob: args.search_k };
+                let params = ForestParams {
+                    n_trees: args.trees,
+                    seed: args.seed,
+                    ..Default::default()
+                };
+                let run = EngineRun {
+                    params,
+                    headline: HeadlineSearch::TopK,
+                    knob: args.search_k,
+                };
                 run_engine::<ForestIndex>(&workload, &run, &options)?
             }
         };
@@ -94,11 +114,18 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
 
 /// Writes the gallery and queries as the notebook's `.npy` files, unless the same dataset is
 /// already there (recorded in `dataset.key`).
-fn write_dataset(dir: &Path, key: &str, gallery: &Gallery, queries: &Gallery) -> Result<(), Box<dyn Error>> {
+fn write_dataset(
+    dir: &Path,
+    key: &str,
+    gallery: &Gallery,
+    queries: &Gallery,
+) -> Result<(), Box<dyn Error>> {
     let key_file = dir.join("dataset.key");
     let gallery_file = dir.join("search_data.npy");
     let queries_file = dir.join("queries.npy");
-    if std::fs::read_to_string(&key_file).ok().as_deref() == Some(key) && gallery_file.exists() && queries_file.exists()
+    if std::fs::read_to_string(&key_file).ok().as_deref() == Some(key)
+        && gallery_file.exists()
+        && queries_file.exists()
     {
         return Ok(());
     }
@@ -110,11 +137,17 @@ fn write_dataset(dir: &Path, key: &str, gallery: &Gallery, queries: &Gallery) ->
 }
 
 fn progress_bar(quiet: bool, prefix: &'static str, unit: &str) -> ProgressBar {
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
     bar.set_style(
-        ProgressStyle::with_template(&format!("{{prefix:>8}} [{{bar:40.cyan/blue}}] {{pos}}/{{len}} {unit} ({{elapsed}})"))
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(&format!(
+            "{{prefix:>8}} [{{bar:40.cyan/blue}}] {{pos}}/{{len}} {unit} ({{elapsed}})"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_prefix(prefix);
     bar

@@ -74,7 +74,16 @@ impl Report {
         let _ = writeln!(
             out,
             "{:<8} {:>10} {:>9} {:>10} {:>9} {:>11} {:>9} {:>10} {:>10}  {}",
-            "engine", "build (s)", "load (s)", "query (s)", "total (s)", "median (ms)", "recall@k", "thr.recall", "size (MB)", "labels"
+            "engine",
+            "build (s)",
+            "load (s)",
+            "query (s)",
+            "total (s)",
+            "median (ms)",
+            "recall@k",
+            "thr.recall",
+            "size (MB)",
+            "labels"
         );
         for e in &self.engines {
             let build = format!("{:.2}{}", e.build_s, if e.build_reused { "*" } else { "" });
@@ -94,7 +103,10 @@ impl Report {
             );
         }
         if self.engines.iter().any(|e| e.build_reused) {
-            let _ = writeln!(out, "\n* index reused from an earlier run with the same data and parameters (--rebuild to build again)");
+            let _ = writeln!(
+                out,
+                "\n* index reused from an earlier run with the same data and parameters (--rebuild to build again)"
+            );
         }
         out
     }

@@ -50,13 +50,17 @@ pub fn run_engine<E: SearchIndex>(
     run: &EngineRun<E::Params>,
     options: &RunOptions,
 ) -> Result<EngineReport> {
-    std::fs::create_dir_all(&options.results_dir).map_err(|e| Error::io(&options.results_dir, e))?;
+    std::fs::create_dir_all(&options.results_dir)
+        .map_err(|e| Error::io(&options.results_dir, e))?;
     let path = index_path::<E>(workload, &run.params, &options.results_dir);
     let build_record = path.with_extension("build-seconds");
     let cached = !options.rebuild && path.exists() && build_record.exists();
     let (build_s, build_reused) = match cached.then(|| read_seconds(&build_record)).flatten() {
         Some(seconds) => (seconds, true),
-        None => (build_and_save::<E>(workload, &run.params, &path, options)?, false),
+        None => (
+            build_and_save::<E>(workload, &run.params, &path, options)?,
+            false,
+        ),
     };
     std::fs::write(&build_record, build_s.to_string()).map_err(|e| Error::io(&build_record, e))?;
 
@@ -70,13 +74,21 @@ pub fn run_engine<E: SearchIndex>(
     let start = Instant::now();
     let headline_hits = match run.headline {
         HeadlineSearch::TopK => index.search(&workload.headline.vector, workload.k)?,
-        HeadlineSearch::Threshold => index.search_threshold(&workload.headline.vector, workload.tau)?,
+        HeadlineSearch::Threshold => {
+            index.search_threshold(&workload.headline.vector, workload.tau)?
+        }
     };
     let query_s = start.elapsed().as_secs_f64();
 
     let mut times = Vec::with_capacity(workload.queries.len());
     let mut found = 0usize;
-    for (q, exact) in workload.queries.vectors().view().rows().zip(&workload.exact_top_k) {
+    for (q, exact) in workload
+        .queries
+        .vectors()
+        .view()
+        .rows()
+        .zip(&workload.exact_top_k)
+    {
         let start = Instant::now();
         let hits = index.search(q, workload.k)?;
         times.push(start.elapsed());
@@ -85,7 +97,13 @@ pub fn run_engine<E: SearchIndex>(
     let expected: usize = workload.exact_top_k.iter().map(Vec::len).sum();
 
     let (mut thr_found, mut thr_expected) = (0usize, 0usize);
-    for (q, exact) in workload.queries.vectors().view().rows().zip(&workload.exact_threshold) {
+    for (q, exact) in workload
+        .queries
+        .vectors()
+        .view()
+        .rows()
+        .zip(&workload.exact_threshold)
+    {
         let hits = index.search_threshold(q, workload.tau)?;
         thr_found += overlap(&hits, exact);
         thr_expected += exact.len();
@@ -102,7 +120,9 @@ pub fn run_engine<E: SearchIndex>(
         labels: workload.labels_of(&headline_hits),
         recall_at_k: ratio(found, expected),
         threshold_recall: ratio(thr_found, thr_expected),
-        index_bytes: std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len(),
+        index_bytes: std::fs::metadata(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .len(),
         knob: index.knob().map(|k| format!("{}={}", k.name, k.value)),
     })
 }
@@ -113,11 +133,17 @@ fn build_and_save<E: SearchIndex>(
     path: &Path,
     options: &RunOptions,
 ) -> Result<f64> {
-    let bar = if options.progress { ProgressBar::new(0) } else { ProgressBar::hidden() };
+    let bar = if options.progress {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("{prefix:>8} build [{bar:40.cyan/blue}] {pos}/{len} rows ({elapsed}, eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix:>8} build [{bar:40.cyan/blue}] {pos}/{len} rows ({elapsed}, eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_prefix(E::NAME);
     let start = Instant::now();
@@ -129,7 +155,11 @@ fn build_and_save<E: SearchIndex>(
 }
 
 /// Where engine `E`'s index over `workload` with `params` is cached.
-pub(crate) fn index_path<E: SearchIndex>(workload: &Workload, params: &E::Params, dir: &Path) -> PathBuf {
+pub(crate) fn index_path<E: SearchIndex>(
+    workload: &Workload,
+    params: &E::Params,
+    dir: &Path,
+) -> PathBuf {
     let mut h = std::hash::DefaultHasher::new();
     (E::NAME, &workload.key, format!("{params:?}")).hash(&mut h);
     dir.join(format!("{}-{:016x}.idx", E::NAME, h.finish()))
@@ -144,7 +174,11 @@ fn overlap(hits: &[Hit], exact: &[u32]) -> usize {
 }
 
 fn ratio(found: usize, expected: usize) -> f64 {
-    if expected == 0 { 1.0 } else { found as f64 / expected as f64 }
+    if expected == 0 {
+        1.0
+    } else {
+        found as f64 / expected as f64
+    }
 }
 
 fn median(times: &mut [Duration]) -> Duration {

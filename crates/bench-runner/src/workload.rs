@@ -53,11 +53,22 @@ impl Workload {
             .par_iter()
             .map(|q| exact.search_threshold(q, tau).map(ids))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Workload { gallery, queries, headline, k, tau, key: key.into(), exact_top_k, exact_threshold })
+        Ok(Workload {
+            gallery,
+            queries,
+            headline,
+            k,
+            tau,
+            key: key.into(),
+            exact_top_k,
+            exact_threshold,
+        })
     }
 
     /// Labels of the rows in `hits`.
     pub fn labels_of(&self, hits: &[Hit]) -> Vec<String> {
-        hits.iter().map(|h| self.gallery.label(h.id as usize).to_owned()).collect()
+        hits.iter()
+            .map(|h| self.gallery.label(h.id as usize).to_owned())
+            .collect()
     }
 }
