@@ -223,28 +223,12 @@ fn read_vectors_at(path: &Path, cursor: &mut Cursor<&[u8]>) -> Result<Vectors> {
     };
     let raw = &cursor.get_ref()[data_start..data_start + data_len];
     let data: Vec<f32> = match (ty.type_char(), ty.num_bytes()) {
-        (TypeChar::Float, Some(8)) => raw
-            .par_chunks_exact(8)
-            .map(|b| {
-                let b: [u8; 8] = b.try_into().expect("8 bytes");
-                (if little {
-                    f64::from_le_bytes(b)
-                } else {
-                    f64::from_be_bytes(b)
-                }) as f32
-            })
-            .collect(),
-        (TypeChar::Float, Some(4)) => raw
-            .par_chunks_exact(4)
-            .map(|b| {
-                let b: [u8; 4] = b.try_into().expect("4 bytes");
-                if little {
-                    f32::from_le_bytes(b)
-                } else {
-                    f32::from_be_bytes(b)
-                }
-            })
-            .collect(),
+        (TypeChar::Float, Some(8)) => decode::<8>(raw, |b| {
+            (if little { f64::from_le_bytes(b) } else { f64::from_be_bytes(b) }) as f32
+        }),
+        (TypeChar::Float, Some(4)) => decode::<4>(raw, |b| {
+            if little { f32::from_le_bytes(b) } else { f32::from_be_bytes(b) }
+        }),
         _ => {
             return Err(Error::format(
                 path,
@@ -254,6 +238,18 @@ fn read_vectors_at(path: &Path, cursor: &mut Cursor<&[u8]>) -> Result<Vectors> {
     };
     debug_assert_eq!(data.len() as u64, n * d);
     Vectors::new(d as usize, data)
+}
+
+/// Converts `raw` (whole items of `N` bytes) with `f`, on all cores when there is enough of it
+/// to pay for handing work to the thread pool.
+fn decode<const N: usize>(raw: &[u8], f: impl Fn([u8; N]) -> f32 + Sync) -> Vec<f32> {
+    const PARALLEL_BYTES: usize = 1 << 20;
+    let item = |b: &[u8]| f(b.try_into().expect("chunks of N bytes"));
+    if raw.len() < PARALLEL_BYTES {
+        raw.chunks_exact(N).map(item).collect()
+    } else {
+        raw.par_chunks_exact(N).map(item).collect()
+    }
 }
 
 fn read_labels_at(path: &Path, cursor: &mut Cursor<&[u8]>) -> Result<Vec<String>> {
