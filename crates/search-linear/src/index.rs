@@ -377,12 +377,19 @@ impl LinearIndex {
         let run = |(mut s, mut st, mut ints): (S, ScanStats, Vec<i32>), b: usize| {
             let rows = b * BLOCK_ROWS..((b + 1) * BLOCK_ROWS).min(self.len);
             match (codes, &qc) {
-                (Some(c), Some(qc)) => {
+                // An empty `ints` means this run gave up on codes (see below).
+                (Some(c), Some(qc)) if !ints.is_empty() => {
                     let floor = |s: &S| floor(s).max(shared.get());
-                    scan_compact(
+                    let n = rows.len();
+                    let rechecked = scan_compact(
                         c, vectors, dim, rows, q, qc, dot, &mut ints, &mut s, &floor, &offer,
                         &mut st,
                     );
+                    // When most rows need the f32 re-check anyway (a low τ, a huge k), reading
+                    // the codes too only adds bytes: scan the rest of this run in f32.
+                    if rechecked * 4 > n {
+                        ints = Vec::new();
+                    }
                 }
                 _ => {
                     for (i, row) in vectors[rows.start * dim..rows.end * dim]
@@ -600,7 +607,8 @@ impl LinearIndex {
 pub const BATCH_BLOCK_ROWS: usize = 512;
 
 /// One block of the compact scan: exact integer dot products of the codes, then the f32
-/// re-check of every row whose compact score is within its bound of the floor.
+/// re-check of every row whose compact score is within its bound of the floor. Returns the
+/// number of rows re-checked.
 #[allow(clippy::too_many_arguments)]
 fn scan_compact<S>(
     c: Codes<'_>,
@@ -615,7 +623,7 @@ fn scan_compact<S>(
     floor: &impl Fn(&S) -> f32,
     offer: &impl Fn(&mut S, Hit),
     st: &mut ScanStats,
-) {
+) -> usize {
     let n = rows.len();
     block_dot_kernel()(
         &c.codes[rows.start * dim..rows.end * dim],
@@ -646,6 +654,7 @@ fn scan_compact<S>(
     st.rows_compact += n;
     st.rows_f32 += rechecked;
     st.bytes += n * (dim + 8) + rechecked * 4 * dim;
+    rechecked
 }
 
 /// A monotonically rising f32 shared between threads (an order-preserving map onto u32).

@@ -50,16 +50,22 @@ proptest! {
     #[test]
     fn top_k_equals_naive_reference((gallery, q) in gallery_and_query(16), k in 1usize..20) {
         let flat: Vec<f32> = gallery.iter().flatten().copied().collect();
-        let index = LinearIndex::build(Vectors::new(16, flat).unwrap().view(), &Default::default(), &()).unwrap();
+        let mut index = LinearIndex::build(Vectors::new(16, flat).unwrap().view(), &Default::default(), &()).unwrap();
         let cos = naive_cosines(&gallery, &q);
         let mut order: Vec<usize> = (0..gallery.len()).collect();
         order.sort_by(|&a, &b| cos[b].total_cmp(&cos[a]).then(a.cmp(&b)));
-        let got = index.search(&q, k).unwrap();
-        prop_assert_eq!(got.len(), k.min(gallery.len()));
-        for (rank, h) in got.iter().enumerate() {
-            // The score at each rank equals the reference's score at that rank (ties may swap ids).
-            prop_assert!((f64::from(h.score) - cos[order[rank]]).abs() < 1e-5, "rank {rank}: {} vs {}", h.score, cos[order[rank]]);
-            prop_assert!((f64::from(h.score) - cos[h.id as usize]).abs() < 1e-5);
+        let single = index.search(&q, k).unwrap();
+        index.set_scan_mode(ScanMode::Compact).unwrap();
+        let compact = index.search(&q, k).unwrap();
+        let batch = index.search_batch(Vectors::new(16, q.clone()).unwrap().view(), k).unwrap().remove(0);
+        for got in [single, compact, batch] {
+            prop_assert_eq!(got.len(), k.min(gallery.len()));
+            prop_assert!(got.windows(2).all(|w| Hit::ranking(&w[0], &w[1]).is_lt()));
+            for (rank, h) in got.iter().enumerate() {
+                // The score at each rank equals the reference's score at that rank (ties may swap ids).
+                prop_assert!((f64::from(h.score) - cos[order[rank]]).abs() < 1e-5, "rank {rank}: {} vs {}", h.score, cos[order[rank]]);
+                prop_assert!((f64::from(h.score) - cos[h.id as usize]).abs() < 1e-5);
+            }
         }
     }
 }
@@ -374,4 +380,31 @@ fn batch_inputs_are_checked() {
     )
     .unwrap();
     assert!(plain.set_scan_mode(ScanMode::Compact).is_err());
+}
+
+#[test]
+fn a_low_threshold_falls_back_to_f32_and_stays_exact() {
+    let data: Vec<f32> = (0..64 * 5000u64)
+        .map(|i| ((i * 7919 % 211) as f32) - 105.0)
+        .collect();
+    let auto = with_mode(&data, 64, ScanMode::Compact);
+    let plain = with_mode(&data, 64, ScanMode::F32);
+    let q: Vec<f32> = (0..64).map(|i| (i % 7) as f32 - 3.0).collect();
+    for tau in [-1.0, -0.5, 0.0, 0.2, 0.9] {
+        let (got, stats) = auto.search_threshold_with_stats(&q, tau).unwrap();
+        assert_eq!(got, plain.search_threshold(&q, tau).unwrap(), "tau {tau}");
+        if tau == -1.0 {
+            assert!(
+                stats.rows_compact < 5000,
+                "{stats:?}: codes were read to the end"
+            );
+        }
+    }
+    for k in [1, 10, 4999, 5000, 6000] {
+        assert_eq!(
+            auto.search(&q, k).unwrap(),
+            plain.search(&q, k).unwrap(),
+            "k {k}"
+        );
+    }
 }
