@@ -1,7 +1,7 @@
 //! [`ForestIndex`]: build, save, open and query an Annoy forest.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use embed_store::kernels::dot_kernel;
 use embed_store::{
@@ -10,7 +10,7 @@ use embed_store::{
 };
 
 use crate::build::{BuildSpec, Split, build_forest};
-use crate::layout::{Layout, Metric, Shape, angular_dims, validate};
+use crate::layout::{Layout, Metric, Shape, angular_dims, validate, verify_buckets};
 use crate::search::{Forest, top_k, with_scratch};
 
 /// Candidates a threshold search gathers per tree when no `search_k` is set: as many as a
@@ -57,6 +57,8 @@ pub struct ForestIndex {
     layout: Layout,
     shape: Shape,
     search_k: Option<usize>,
+    /// The file it was opened from, for error messages.
+    source: PathBuf,
 }
 
 #[derive(Debug)]
@@ -82,7 +84,23 @@ impl ForestIndex {
             layout,
             shape,
             search_k: None,
+            source: path.to_path_buf(),
         })
+    }
+
+    /// Checks the parts of the file that opening leaves to the readers: every bucket's item ids
+    /// (a query that meets a bad id fails with [`Error::Format`] anyway). Reads every tree node
+    /// in full, so it costs a few milliseconds on a large index, where opening costs
+    /// microseconds.
+    pub fn verify(&self) -> Result<()> {
+        verify_buckets(self.words(), &self.layout, &self.shape, &self.source)
+    }
+
+    fn damaged(&self, node: usize) -> Error {
+        Error::format(
+            &self.source,
+            format!("bucket node {node} lists an id that is not one of the index's items"),
+        )
     }
 
     /// The file's bytes, exactly as [`SearchIndex::save`] writes them.
@@ -139,8 +157,10 @@ impl ForestIndex {
         let dot = dot_kernel();
         let search_k = search_k.unwrap_or(n.saturating_mul(self.n_trees()));
         let qq = dot(query, query);
-        Ok(with_scratch(|s| {
-            forest.gather(query, search_k, dot, s);
+        with_scratch(|s| {
+            forest
+                .gather(query, search_k, dot, s)
+                .map_err(|node| self.damaged(node))?;
             let mut scored: Vec<(f32, u32)> = s
                 .cands
                 .iter()
@@ -153,11 +173,11 @@ impl ForestIndex {
                 scored.truncate(n);
             }
             scored.sort_unstable_by(cmp);
-            scored
+            Ok(scored
                 .into_iter()
                 .map(|(d, i)| (i, d.max(0.0).sqrt()))
-                .collect()
-        }))
+                .collect())
+        })
     }
 
     fn words(&self) -> &[u32] {
@@ -189,8 +209,10 @@ impl ForestIndex {
         let q = normalized(query, self.layout.dim, || "query".into())?;
         let forest = self.forest();
         let dot = dot_kernel();
-        Ok(with_scratch(|s| {
-            forest.gather(&q, search_k, dot, s);
+        with_scratch(|s| {
+            forest
+                .gather(&q, search_k, dot, s)
+                .map_err(|node| self.damaged(node))?;
             s.hits.clear();
             const AHEAD: usize = 4;
             for (n, &i) in s.cands.iter().enumerate() {
@@ -207,8 +229,8 @@ impl ForestIndex {
                     });
                 }
             }
-            finish(&mut s.hits)
-        }))
+            Ok(finish(&mut s.hits))
+        })
     }
 }
 
@@ -259,12 +281,15 @@ impl SearchIndex for ForestIndex {
         };
         let words = build_forest(data.as_slice(), layout, &spec, progress)
             .map_err(Error::InvalidArgument)?;
-        let shape = validate(&words, &layout, Path::new("<built forest>"))?;
+        let source = PathBuf::from("<built forest>");
+        let shape = validate(&words, &layout, &source)?;
+        verify_buckets(&words, &layout, &shape, &source)?;
         Ok(ForestIndex {
             storage: Storage::Owned(words),
             layout,
             shape,
             search_k: None,
+            source,
         })
     }
 
@@ -311,6 +336,7 @@ impl SearchIndex for ForestIndex {
             layout,
             shape,
             search_k: None,
+            source: path.to_path_buf(),
         })
     }
 

@@ -83,7 +83,16 @@ impl<'a> Forest<'a> {
 
     /// Annoy's candidate gathering: pops nodes best-first until `search_k` items (counting
     /// repeats, as Annoy does) were collected; leaves the distinct items in `s.cands`.
-    pub fn gather(&self, q: &[f32], search_k: usize, dot: DotFn, s: &mut Scratch) {
+    ///
+    /// Fails with the node's index when a bucket lists an id that is not an item (damage that
+    /// opening the file does not look for).
+    pub fn gather(
+        &self,
+        q: &[f32],
+        search_k: usize,
+        dot: DotFn,
+        s: &mut Scratch,
+    ) -> Result<(), usize> {
         let l = self.layout;
         if s.seen.len() < self.n_items {
             s.seen.clear();
@@ -125,7 +134,9 @@ impl<'a> Forest<'a> {
             } else if nd <= l.max_bucket {
                 found += nd;
                 for &id in &node[l.children..l.children + nd] {
-                    let seen = &mut s.seen[id as usize];
+                    let Some(seen) = s.seen[..self.n_items].get_mut(id as usize) else {
+                        return Err(i);
+                    };
                     if *seen != epoch {
                         *seen = epoch;
                         s.cands.push(id);
@@ -142,6 +153,7 @@ impl<'a> Forest<'a> {
                 s.heap.push(key(d.min(-margin), c0));
             }
         }
+        Ok(())
     }
 
     /// Cosine similarity of a unit query to item `i`, or `None` when undefined.

@@ -84,6 +84,45 @@ fn a_cycle_or_out_of_range_child_is_refused() {
     }
 }
 
+#[test]
+fn a_bad_bucket_id_fails_verify_and_the_queries_that_read_it() {
+    let (dir, _path, bytes) = saved_forest();
+    let mut words = bytemuck_words(&bytes);
+    let node_words = 3 + 16;
+    let n_items = 600;
+    let n_nodes = words.len() / node_words;
+    let buckets: Vec<usize> = (n_items..n_nodes)
+        .filter(|&i| words[i * node_words] as usize <= 18)
+        .collect();
+    assert!(!buckets.is_empty());
+    for &b in &buckets {
+        words[b * node_words + 1] = 600; // one past the last item
+    }
+    let p = dir.path().join("bad_bucket.ann");
+    std::fs::write(&p, to_bytes(&words)).unwrap();
+    let index = ForestIndex::open(&p, 16, Metric::Angular).unwrap();
+    assert!(matches!(index.verify(), Err(Error::Format { .. })));
+    // Exhaustive search reads every bucket.
+    let q = vec![1.0; 16];
+    assert!(matches!(
+        index.nns_by_vector(&q, 5, Some(600 * 4)),
+        Err(Error::Format { .. })
+    ));
+    let mut index = index;
+    index.set_knob(600 * 4).unwrap();
+    assert!(matches!(index.search(&q, 5), Err(Error::Format { .. })));
+    assert!(matches!(
+        index.search_threshold(&q, 0.5),
+        Err(Error::Format { .. })
+    ));
+    // The undamaged file verifies.
+    let good = dir.path().join("forest.ann");
+    ForestIndex::open(&good, 16, Metric::Angular)
+        .unwrap()
+        .verify()
+        .unwrap();
+}
+
 fn bytemuck_words(bytes: &[u8]) -> Vec<u32> {
     bytes
         .chunks_exact(4)
@@ -113,6 +152,7 @@ proptest! {
         std::fs::write(&p, to_bytes(&words)).unwrap();
         for index in [ForestIndex::load(&p), ForestIndex::open(&p, 16, Metric::Angular)].into_iter().flatten() {
             query_everything(&index);
+            let _ = index.verify();
         }
     }
 }
