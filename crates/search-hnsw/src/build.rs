@@ -13,6 +13,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use crate::kernels::DistFn;
+use crate::quant::DotI8;
 use crate::search::{Cand, Links, Scratch, greedy, search_layer};
 
 /// Highest level a node may get (levels are stored in a byte).
@@ -41,20 +42,54 @@ pub(crate) fn draw_levels(count: usize, m: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Distances between stored nodes (smaller is closer), as the build sees them.
+pub(crate) trait NodeDist: Sync {
+    fn between(&self, a: u32, b: u32) -> f32;
+}
+
+/// Exact distances on the padded f32 rows.
+pub(crate) struct F32Dist<'a> {
+    pub vecs: &'a [f32],
+    pub stride: usize,
+    pub f: DistFn,
+}
+
+impl NodeDist for F32Dist<'_> {
+    #[inline]
+    fn between(&self, a: u32, b: u32) -> f32 {
+        let row = |i: u32| &self.vecs[i as usize * self.stride..(i as usize + 1) * self.stride];
+        (self.f)(row(a), row(b))
+    }
+}
+
+/// Approximate `-dot` on the int8 codes (see [`crate::quant`]).
+pub(crate) struct I8Dist<'a> {
+    pub codes: &'a [i8],
+    pub stride: usize,
+    pub scales: &'a [f32],
+    pub f: DotI8,
+}
+
+impl NodeDist for I8Dist<'_> {
+    #[inline]
+    fn between(&self, a: u32, b: u32) -> f32 {
+        let row = |i: u32| &self.codes[i as usize * self.stride..(i as usize + 1) * self.stride];
+        -(self.scales[a as usize] * self.scales[b as usize] * (self.f)(row(a), row(b)) as f32)
+    }
+}
+
 struct Top {
     entry: u32,
     max_level: Option<u8>,
 }
 
 /// A graph under construction.
-pub(crate) struct Builder<'a> {
-    vecs: &'a [f32],
-    stride: usize,
+pub(crate) struct Builder<'a, D: NodeDist> {
+    dist: D,
     n: usize,
     m: usize,
     m0: usize,
     efc: usize,
-    dist: DistFn,
     deleted: &'a [u8],
     links0: Vec<AtomicU32>,
     upper: Vec<AtomicU32>,
@@ -64,7 +99,7 @@ pub(crate) struct Builder<'a> {
     top: Mutex<Top>,
 }
 
-impl Links for Builder<'_> {
+impl<D: NodeDist> Links for Builder<'_, D> {
     fn len(&self) -> usize {
         self.n
     }
@@ -83,22 +118,20 @@ impl Links for Builder<'_> {
     }
 }
 
-impl<'a> Builder<'a> {
-    /// A builder over `vecs` (`n` rows of `stride` floats). `old` is the frozen graph of the
+impl<'a, D: NodeDist> Builder<'a, D> {
+    /// A builder over `n` nodes whose distances `dist` knows. `old` is the frozen graph of the
     /// first nodes (empty for a fresh build); `new_levels` the levels of the nodes to insert.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        vecs: &'a [f32],
-        stride: usize,
+        dist: D,
+        n: usize,
         m: usize,
         m0: usize,
         efc: usize,
-        dist: DistFn,
         deleted: &'a [u8],
         old: Graph,
         new_levels: &[u8],
     ) -> Result<Self> {
-        let n = vecs.len() / stride;
         let old_n = old.levels.len();
         debug_assert_eq!(old_n + new_levels.len(), n);
         let block = m + 1;
@@ -116,13 +149,11 @@ impl<'a> Builder<'a> {
         let mut levels = old.levels;
         levels.extend_from_slice(new_levels);
         Ok(Builder {
-            vecs,
-            stride,
+            dist,
             n,
             m,
             m0,
             efc: efc.max(m),
-            dist,
             deleted,
             links0,
             upper,
@@ -153,13 +184,8 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn row(&self, id: u32) -> &[f32] {
-        let b = id as usize * self.stride;
-        &self.vecs[b..b + self.stride]
-    }
-
     fn d(&self, a: u32, b: u32) -> f32 {
-        (self.dist)(self.row(a), self.row(b))
+        self.dist.between(a, b)
     }
 
     /// Inserts nodes `from..n` on every thread of the current rayon pool, in id order.
@@ -211,8 +237,7 @@ impl<'a> Builder<'a> {
         // Keep the global lock only when this node becomes the new top (as hnswlib does).
         let top = (level > max_level).then_some(top);
 
-        let q = self.row(id);
-        let dist = |j: u32| (self.dist)(q, self.row(j));
+        let dist = |j: u32| self.dist.between(id, j);
         let mut cur = Cand {
             d: dist(entry),
             id: entry,
@@ -273,18 +298,39 @@ impl<'a> Builder<'a> {
     /// Links `id` to `selected` at `level` and each of them back to `id`, pruning a full list
     /// with the heuristic (hnswlib's `mutuallyConnectNewElement`).
     fn connect(&self, id: u32, level: usize, selected: &[Cand]) {
+        let cap = if level == 0 { self.m0 } else { self.m };
+        let mut cands = Vec::with_capacity(cap + selected.len());
+        let mut kept = Vec::with_capacity(cap);
         {
             let _g = self.lock(id);
             let list = self.list(id, level);
-            let count = selected.len().min(list.len() - 1);
-            for (slot, c) in list[1..].iter().zip(&selected[..count]) {
+            let existing = (list[0].load(Relaxed) as usize).min(cap);
+            // Another thread may already have linked itself here: it started its own layer
+            // search from this node before this insertion reached the layer (hnswlib instead
+            // holds the node's lock for the whole insertion). Keep those links too.
+            let mine: &[Cand] = if existing == 0 {
+                selected
+            } else {
+                cands.extend_from_slice(selected);
+                for a in &list[1..=existing] {
+                    let other = a.load(Relaxed);
+                    if !cands.iter().any(|c| c.id == other) {
+                        cands.push(Cand {
+                            d: self.d(id, other),
+                            id: other,
+                        });
+                    }
+                }
+                cands.sort_unstable();
+                self.select(&cands, cap, &mut kept);
+                &kept
+            };
+            let count = mine.len().min(list.len() - 1);
+            for (slot, c) in list[1..].iter().zip(&mine[..count]) {
                 slot.store(c.id, Relaxed);
             }
             list[0].store(count as u32, Relaxed);
         }
-        let cap = if level == 0 { self.m0 } else { self.m };
-        let mut cands = Vec::with_capacity(cap + 1);
-        let mut kept = Vec::with_capacity(cap);
         for s in selected {
             let _g = self.lock(s.id);
             let list = self.list(s.id, level);

@@ -32,6 +32,7 @@
 mod build;
 mod index;
 mod kernels;
+mod quant;
 mod search;
 
 pub use index::{HnswIndex, HnswParams, Space};

@@ -7,6 +7,7 @@ use search_linear::LinearIndex;
 
 use crate::common::{random_vectors, recall};
 
+/// Odd seeds walk on f32, even seeds on int8 codes with f32 re-ranking.
 fn small_params(seed: u64) -> HnswParams {
     HnswParams {
         m: 12,
@@ -14,6 +15,7 @@ fn small_params(seed: u64) -> HnswParams {
         ef: 50,
         seed,
         threads: 0,
+        quantize: seed.is_multiple_of(2),
     }
 }
 
