@@ -12,7 +12,7 @@ use embed_store::{Error, Progress, Result};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-use crate::kernels::DistFn;
+use crate::kernels::{DistFn, prefetch};
 use crate::quant::DotI8;
 use crate::search::{Cand, Links, Scratch, greedy, search_layer};
 
@@ -45,6 +45,8 @@ pub(crate) fn draw_levels(count: usize, m: usize, seed: u64) -> Vec<u8> {
 /// Distances between stored nodes (smaller is closer), as the build sees them.
 pub(crate) trait NodeDist: Sync {
     fn between(&self, a: u32, b: u32) -> f32;
+    /// Starts loading node `a`'s row into cache.
+    fn prefetch(&self, a: u32);
 }
 
 /// Exact distances on the padded f32 rows.
@@ -59,6 +61,14 @@ impl NodeDist for F32Dist<'_> {
     fn between(&self, a: u32, b: u32) -> f32 {
         let row = |i: u32| &self.vecs[i as usize * self.stride..(i as usize + 1) * self.stride];
         (self.f)(row(a), row(b))
+    }
+
+    #[inline]
+    fn prefetch(&self, a: u32) {
+        let b = a as usize * self.stride;
+        if let Some(row) = self.vecs.get(b..b + self.stride) {
+            prefetch(row.as_ptr().cast(), self.stride * 4);
+        }
     }
 }
 
@@ -75,6 +85,14 @@ impl NodeDist for I8Dist<'_> {
     fn between(&self, a: u32, b: u32) -> f32 {
         let row = |i: u32| &self.codes[i as usize * self.stride..(i as usize + 1) * self.stride];
         -(self.scales[a as usize] * self.scales[b as usize] * (self.f)(row(a), row(b)) as f32)
+    }
+
+    #[inline]
+    fn prefetch(&self, a: u32) {
+        let b = a as usize * self.stride;
+        if let Some(row) = self.codes.get(b..b + self.stride) {
+            prefetch(row.as_ptr().cast(), self.stride);
+        }
     }
 }
 
@@ -259,7 +277,7 @@ impl<'a, D: NodeDist> Builder<'a, D> {
                 false,
                 &dist,
                 &keep,
-                &|_| {},
+                &|j| self.dist.prefetch(j),
                 s,
                 &mut found,
             );

@@ -4,6 +4,9 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
+/// How many rows ahead of the distance computations the walk prefetches.
+const LOOKAHEAD: usize = 1;
+
 /// A node and its distance to the query (smaller is closer).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Cand {
@@ -147,15 +150,15 @@ pub(crate) fn search_layer<L: Links>(
         }
         s.candidates.pop();
         links.neighbours(c.id, level, &mut buf);
-        if let Some(&first) = buf.first() {
-            prefetch(first);
+        // Mark the new neighbours visited, then compute their distances while the next
+        // rows load (a short look-ahead: too many prefetches in flight stall the core).
+        buf.retain(|&n| s.visit(n));
+        for &n in buf.iter().take(LOOKAHEAD) {
+            prefetch(n);
         }
         for (j, &n) in buf.iter().enumerate() {
-            if let Some(&next) = buf.get(j + 1) {
+            if let Some(&next) = buf.get(j + LOOKAHEAD) {
                 prefetch(next);
-            }
-            if !s.visit(n) {
-                continue;
             }
             let d = dist(n);
             if s.results.len() < ef || d < bound {
