@@ -102,7 +102,7 @@ impl Default for HnswParams {
 /// One cache-line of floats: the unit of our vector storage, so every row is 64-byte aligned.
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Line([f32; LANES]);
+pub(crate) struct Line(pub(crate) [f32; LANES]);
 // SAFETY: `Line` is 16 f32 with align 64 and size 64: no padding, every bit pattern valid.
 unsafe impl bytemuck::Zeroable for Line {}
 // SAFETY: as above.

@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 
 mod build;
+mod hnswlib;
 mod index;
 mod kernels;
 mod quant;

@@ -98,7 +98,8 @@ mod x86 {
                 i += 64;
             }
         }
-        let mut total = _mm512_reduce_add_epi32(_mm512_sub_epi32(acc, _mm512_slli_epi32::<7>(sum_b)));
+        let mut total =
+            _mm512_reduce_add_epi32(_mm512_sub_epi32(acc, _mm512_slli_epi32::<7>(sum_b)));
         for k in i..n {
             total += i32::from(a[k]) * i32::from(b[k]);
         }
