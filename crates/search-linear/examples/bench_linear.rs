@@ -25,6 +25,7 @@ struct Args {
     k: usize,
     tau: f32,
     seed: u64,
+    single_queries: usize,
 }
 
 fn parse() -> Args {
@@ -36,6 +37,7 @@ fn parse() -> Args {
         k: 10,
         tau: 0.35,
         seed: 42,
+        single_queries: usize::MAX,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -48,9 +50,10 @@ fn parse() -> Args {
             "--k" => a.k = val().parse().expect("a number"),
             "--tau" => a.tau = val().parse().expect("a number"),
             "--seed" => a.seed = val().parse().expect("a number"),
+            "--single-queries" => a.single_queries = val().parse().expect("a number"),
             "--help" | "-h" => {
                 println!(
-                    "bench_linear [--dir D] [--distractors N] [--dim D] [--repeats R] [--k K] [--tau T] [--seed S]"
+                    "bench_linear [--dir D] [--distractors N] [--dim D] [--repeats R] [--k K] [--tau T] [--seed S] [--single-queries N]"
                 );
                 std::process::exit(0);
             }
@@ -122,7 +125,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut bytes = 0usize;
         let mut ids = Vec::new();
         for r in 0..a.repeats {
-            for q in queries.view().rows() {
+            for q in queries.view().rows().take(a.single_queries) {
                 let (out, t) = timed(|| index.search_with_stats(q, a.k));
                 let (hits, stats) = out?;
                 times.push(t);
@@ -132,7 +135,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
-        Ok((median(times), bytes as f64 / queries.len() as f64, ids))
+        Ok((median(times), bytes as f64 / ids.len() as f64, ids))
     };
     let (single_s, single_bytes, ids) = single(&index)?;
     index.set_scan_mode(ScanMode::F32)?;
@@ -142,7 +145,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut thr = Vec::new();
     for _ in 0..a.repeats {
-        for q in queries.view().rows() {
+        for q in queries.view().rows().take(a.single_queries) {
             thr.push(timed(|| index.search_threshold(q, a.tau)).1);
         }
     }
@@ -157,7 +160,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|h| h.iter().map(|h| h.id).collect())
         .collect();
-    assert_eq!(batch_ids, ids, "batch and single answers disagree");
+    assert_eq!(batch_ids[..ids.len()], ids, "batch and single answers disagree");
     let mut batch_thr = Vec::new();
     for _ in 0..a.repeats {
         batch_thr.push(timed(|| index.search_batch_threshold(queries.view(), a.tau)).1);
