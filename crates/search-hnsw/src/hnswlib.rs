@@ -151,7 +151,7 @@ impl HnswIndex {
             }
             let size = u32_at(b, pos) as usize;
             pos += 4;
-            if size % block_bytes != 0 || size / block_bytes > usize::from(MAX_LEVEL) {
+            if !size.is_multiple_of(block_bytes) || size / block_bytes > usize::from(MAX_LEVEL) {
                 return Err(bad(format!(
                     "element {i} has {size} bytes of upper links, not a whole number of \
                      {block_bytes}-byte levels (at most {MAX_LEVEL})"
