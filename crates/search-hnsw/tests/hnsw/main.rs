@@ -3,4 +3,5 @@
 mod common;
 mod files;
 mod hnswlib;
+mod mutate;
 mod oracle;
