@@ -42,8 +42,8 @@
 //! score under the identical order ([`embed_store::Hit::ranking`]): the result is the same list.
 //! *Threshold*: a row with `f(x) > τ` has `c̃(x) + B(x) > τ`, passes, and is kept iff `f(x) > τ`.
 //!
-//! For 512-d unit vectors `e_x ≈ e_q ≈ 0.008`, so `B ≈ 0.017`: only rows scoring within about
-//! 0.017 of the k-th best (or of τ) are read in f32.
+//! For 512-d unit vectors `e_x ≈ 0.008` (int8 rows) and `e_q ≈ 3·10⁻⁵` (i16 query), so
+//! `B ≈ 0.008`: only rows scoring within about 0.008 of the k-th best (or of τ) are read in f32.
 
 use std::sync::OnceLock;
 

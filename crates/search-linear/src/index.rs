@@ -246,12 +246,7 @@ impl LinearIndex {
 
     /// Builds the index with explicit parameters (same as [`SearchIndex::build`]).
     fn build_with(vectors: VectorView<'_>, params: &LinearParams) -> Result<LinearIndex> {
-        if u32::try_from(vectors.len()).is_err() {
-            return Err(Error::InvalidArgument(format!(
-                "{} rows exceed the u32 id space",
-                vectors.len()
-            )));
-        }
+        embed_store::check_gallery_len(vectors.len())?;
         let dim = vectors.dim();
         let normalised = normalized_rows(vectors)?.into_inner();
         let norm_max = normalised
