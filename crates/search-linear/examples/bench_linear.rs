@@ -160,7 +160,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|h| h.iter().map(|h| h.id).collect())
         .collect();
-    assert_eq!(batch_ids[..ids.len()], ids, "batch and single answers disagree");
+    assert_eq!(
+        batch_ids[..ids.len()],
+        ids,
+        "batch and single answers disagree"
+    );
     let mut batch_thr = Vec::new();
     for _ in 0..a.repeats {
         batch_thr.push(timed(|| index.search_batch_threshold(queries.view(), a.tau)).1);
