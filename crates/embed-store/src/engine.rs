@@ -52,8 +52,9 @@ pub trait SearchIndex: Send + Sync + Sized {
     /// Short engine name: `"linear"`, `"hnsw"` or `"forest"`.
     const NAME: &'static str;
 
-    /// Builds the index from `vectors` (every row must be finite and non-zero), reporting
-    /// progress in rows.
+    /// Builds the index from `vectors`, reporting progress in rows. Fails with
+    /// [`Error::InvalidArgument`] on an empty gallery ([`check_gallery_len`]) and with
+    /// [`Error::BadVector`] naming the first row that is NaN, infinite or zero.
     fn build(
         vectors: VectorView<'_>,
         params: &Self::Params,
@@ -97,6 +98,27 @@ pub trait SearchIndex: Send + Sync + Sized {
             Self::NAME
         )))
     }
+}
+
+/// Checks that a gallery of `rows` rows can be indexed: it must not be empty, and every row
+/// needs an id that fits in [`Hit::id`] (`u32`).
+///
+/// ```
+/// assert!(embed_store::check_gallery_len(10).is_ok());
+/// assert!(embed_store::check_gallery_len(0).is_err());
+/// ```
+pub fn check_gallery_len(rows: usize) -> Result<()> {
+    if rows == 0 {
+        return Err(Error::InvalidArgument(
+            "the gallery is empty: there is nothing to index".into(),
+        ));
+    }
+    if u32::try_from(rows).is_err() {
+        return Err(Error::InvalidArgument(format!(
+            "{rows} rows exceed the u32 id space"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a `k` argument: it must be at least 1.

@@ -32,7 +32,7 @@ mod progress;
 pub mod synth;
 mod vectors;
 
-pub use engine::{Hit, Knob, SearchIndex, check_k, check_tau};
+pub use engine::{Hit, Knob, SearchIndex, check_gallery_len, check_k, check_tau};
 pub use error::{Error, Result};
 pub use fileio::{map_file, write_atomically};
 pub use gallery::Gallery;

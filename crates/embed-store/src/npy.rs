@@ -224,10 +224,18 @@ fn read_vectors_at(path: &Path, cursor: &mut Cursor<&[u8]>) -> Result<Vectors> {
     let raw = &cursor.get_ref()[data_start..data_start + data_len];
     let data: Vec<f32> = match (ty.type_char(), ty.num_bytes()) {
         (TypeChar::Float, Some(8)) => decode::<8>(raw, |b| {
-            (if little { f64::from_le_bytes(b) } else { f64::from_be_bytes(b) }) as f32
+            (if little {
+                f64::from_le_bytes(b)
+            } else {
+                f64::from_be_bytes(b)
+            }) as f32
         }),
         (TypeChar::Float, Some(4)) => decode::<4>(raw, |b| {
-            if little { f32::from_le_bytes(b) } else { f32::from_be_bytes(b) }
+            if little {
+                f32::from_le_bytes(b)
+            } else {
+                f32::from_be_bytes(b)
+            }
         }),
         _ => {
             return Err(Error::format(

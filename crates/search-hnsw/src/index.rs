@@ -571,7 +571,8 @@ impl HnswIndex {
             cur = greedy(v, l, cur, dist, &mut buf);
         }
         s.buf = buf;
-        let mut out = Vec::with_capacity(ef);
+        // ef comes from the caller or the file: never size memory from it beyond the graph.
+        let mut out = Vec::with_capacity(ef.min(v.meta.len));
         let bare = v.meta.deleted == 0;
         let keep = |j: u32| v.is_live(j);
         search_layer(v, 0, cur, ef, bare, dist, &keep, pre, &mut s, &mut out);
@@ -787,11 +788,7 @@ impl SearchIndex for HnswIndex {
     ) -> Result<Self> {
         check_params(params)?;
         let n = vectors.len();
-        if u32::try_from(n).is_err() {
-            return Err(Error::InvalidArgument(format!(
-                "{n} rows exceed the u32 id space"
-            )));
-        }
+        embed_store::check_gallery_len(n)?;
         progress.set_total(n as u64);
         let lines = padded_rows(vectors, Space::Cosine, 0)?;
         let stride = round_up(vectors.dim());
