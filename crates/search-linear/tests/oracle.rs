@@ -408,3 +408,22 @@ fn a_low_threshold_falls_back_to_f32_and_stays_exact() {
         );
     }
 }
+
+#[test]
+fn empty_and_very_wide_galleries_work() {
+    // An empty gallery is refused (embed-store's rule), not a panic.
+    assert!(LinearIndex::build(Vectors::with_dim(3).view(), &Default::default(), &()).is_err());
+    // Too wide for exact i32 accumulation of the compact codes: no codes, f32 answers.
+    let dim = 20_000;
+    let rows: Vec<f32> = (0..3 * dim).map(|i| ((i % 17) as f32) - 8.0).collect();
+    let wide = LinearIndex::build(
+        Vectors::new(dim, rows.clone()).unwrap().view(),
+        &Default::default(),
+        &(),
+    )
+    .unwrap();
+    assert!(!wide.has_codes());
+    let hits = wide.search(&rows[dim..2 * dim], 1).unwrap();
+    assert_eq!(hits[0].id, 1);
+    assert!((hits[0].score - 1.0).abs() < 1e-5);
+}
