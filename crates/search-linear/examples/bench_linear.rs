@@ -181,7 +181,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     println!(
         "{{\"engine\":\"search-linear\",\"n\":{n},\"dim\":{dim},\"queries\":{},\"k\":{},\"tau\":{},\
-         \"threads\":{},\"kernel\":\"{}\",\"build_s\":{},\"index_bytes\":{file_bytes},\
+         \"threads\":{},\"kernel\":\"{}+{}\",\"build_s\":{},\"index_bytes\":{file_bytes},\
          \"load_s\":{},\"load_first_query_s\":{},\"single_s\":{},\"single_bytes\":{},\
          \"single_f32_s\":{},\"single_f32_bytes\":{},\"threshold_s\":{},\"batch_s\":{},\
          \"batch_threshold_s\":{},\"ids\":[{}]}}",
@@ -190,6 +190,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         a.tau,
         rayon::current_num_threads(),
         embed_store::kernels::dot_kernel_name(),
+        search_linear::compact_kernel_name(),
         build_s.map_or("null".to_string(), |t| t.to_string()),
         median(loads),
         median(first_query),

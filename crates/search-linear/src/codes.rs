@@ -143,18 +143,37 @@ pub(crate) type BlockDotFn = fn(codes: &[i8], dim: usize, q: &[i16], out: &mut [
 /// The fastest exact integer block kernel for this CPU.
 pub(crate) fn block_dot_kernel() -> BlockDotFn {
     static KERNEL: OnceLock<BlockDotFn> = OnceLock::new();
-    *KERNEL.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512bw") {
-                return |c, d, q, o| unsafe { x86::block_dot_avx512(c, d, q, o) };
+    *KERNEL.get_or_init(|| available_kernels()[0].1)
+}
+
+/// Every block kernel this CPU can run, fastest first (the scalar one last).
+pub(crate) fn available_kernels() -> Vec<(&'static str, BlockDotFn)> {
+    let mut out: Vec<(&'static str, BlockDotFn)> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512bw") {
+            if std::is_x86_feature_detected!("avx512vnni") {
+                out.push(("avx512vnni", |c, d, q, o| unsafe {
+                    x86::block_dot_avx512vnni(c, d, q, o)
+                }));
             }
-            if std::is_x86_feature_detected!("avx2") {
-                return |c, d, q, o| unsafe { x86::block_dot_avx2(c, d, q, o) };
-            }
+            out.push(("avx512bw", |c, d, q, o| unsafe {
+                x86::block_dot_avx512(c, d, q, o)
+            }));
         }
-        block_dot_scalar
-    })
+        if std::is_x86_feature_detected!("avx2") {
+            out.push(("avx2", |c, d, q, o| unsafe {
+                x86::block_dot_avx2(c, d, q, o)
+            }));
+        }
+    }
+    out.push(("scalar", block_dot_scalar));
+    out
+}
+
+/// Name of the block kernel [`block_dot_kernel`] picked, for reports.
+pub fn compact_kernel_name() -> &'static str {
+    available_kernels()[0].0
 }
 
 /// Portable kernel; every other kernel computes the same integers.
@@ -208,6 +227,66 @@ mod x86 {
                 }
                 *o = total;
             }
+        }
+    }
+
+    /// Two rows at a time, each with two accumulators, so that four independent `vpdpwssd`
+    /// chains hide its latency; the query chunk is loaded once for both rows.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512BW and AVX-512 VNNI; `q.len() >= dim` rounded up to 32.
+    #[target_feature(enable = "avx512bw,avx512f,avx512vnni")]
+    pub unsafe fn block_dot_avx512vnni(codes: &[i8], dim: usize, q: &[i16], out: &mut [i32]) {
+        let full = dim / 32;
+        assert!(q.len() >= dim.div_ceil(32) * 32);
+        let rows = (codes.len() / dim).min(out.len());
+        let qp = q.as_ptr();
+        let tail = |p: *const i8| -> i32 {
+            let mut t = 0;
+            for i in 32 * full..dim {
+                // SAFETY: i < dim, inside the row and inside q.
+                t += unsafe { i32::from(*p.add(i)) * i32::from(*qp.add(i)) };
+            }
+            t
+        };
+        let mut r = 0;
+        while r + 2 <= rows {
+            let p0 = codes[r * dim..(r + 1) * dim].as_ptr();
+            let p1 = codes[(r + 1) * dim..(r + 2) * dim].as_ptr();
+            // SAFETY: chunk j reads bytes 32j..32j+32 <= dim of each row and i16s
+            // 32j..32j+32 of q.
+            unsafe {
+                let (mut a00, mut a01) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+                let (mut a10, mut a11) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+                let mut j = 0;
+                while j + 2 <= full {
+                    let b0 = _mm512_loadu_si512(qp.add(32 * j).cast());
+                    let b1 = _mm512_loadu_si512(qp.add(32 * j + 32).cast());
+                    let x00 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(p0.add(32 * j).cast()));
+                    let x01 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(p0.add(32 * j + 32).cast()));
+                    let x10 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(p1.add(32 * j).cast()));
+                    let x11 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(p1.add(32 * j + 32).cast()));
+                    a00 = _mm512_dpwssd_epi32(a00, x00, b0);
+                    a01 = _mm512_dpwssd_epi32(a01, x01, b1);
+                    a10 = _mm512_dpwssd_epi32(a10, x10, b0);
+                    a11 = _mm512_dpwssd_epi32(a11, x11, b1);
+                    j += 2;
+                }
+                if j < full {
+                    let b0 = _mm512_loadu_si512(qp.add(32 * j).cast());
+                    let x00 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(p0.add(32 * j).cast()));
+                    let x10 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(p1.add(32 * j).cast()));
+                    a00 = _mm512_dpwssd_epi32(a00, x00, b0);
+                    a10 = _mm512_dpwssd_epi32(a10, x10, b0);
+                }
+                out[r] = _mm512_reduce_add_epi32(_mm512_add_epi32(a00, a01)) + tail(p0);
+                out[r + 1] = _mm512_reduce_add_epi32(_mm512_add_epi32(a10, a11)) + tail(p1);
+            }
+            r += 2;
+        }
+        if r < rows {
+            // SAFETY: same contract, one row.
+            unsafe { block_dot_avx512(&codes[r * dim..(r + 1) * dim], dim, q, &mut out[r..r + 1]) };
         }
     }
 
@@ -271,9 +350,11 @@ mod tests {
             q.resize(dim.div_ceil(32) * 32, 0);
             let mut want = vec![0; rows];
             block_dot_scalar(&codes, dim, &q, &mut want);
-            let mut got = vec![0; rows];
-            block_dot_kernel()(&codes, dim, &q, &mut got);
-            prop_assert_eq!(&got, &want);
+            for (name, kernel) in available_kernels() {
+                let mut got = vec![0; rows];
+                kernel(&codes, dim, &q, &mut got);
+                prop_assert_eq!(&got, &want, "kernel {}", name);
+            }
             let exact: Vec<i64> = codes.chunks_exact(dim).map(|r| r.iter().zip(&q).map(|(&a, &b)| i64::from(a) * i64::from(b)).sum()).collect();
             prop_assert_eq!(want.iter().map(|&x| i64::from(x)).collect::<Vec<_>>(), exact);
         }

@@ -42,4 +42,5 @@ mod codes;
 mod index;
 mod select;
 
+pub use codes::compact_kernel_name;
 pub use index::{BATCH_BLOCK_ROWS, LinearIndex, LinearParams, ScanMode, ScanStats};
