@@ -144,11 +144,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     index.set_scan_mode(ScanMode::Auto)?;
 
     let mut thr = Vec::new();
+    let mut thr_bytes = 0usize;
     for _ in 0..a.repeats {
         for q in queries.view().rows().take(a.single_queries) {
-            thr.push(timed(|| index.search_threshold(q, a.tau)).1);
+            let (out, t) = timed(|| index.search_threshold_with_stats(q, a.tau));
+            thr_bytes += out?.1.bytes;
+            thr.push(t);
         }
     }
+    let thr_bytes = thr_bytes as f64 / thr.len() as f64;
     let mut batch = Vec::new();
     let mut batch_ids = Vec::new();
     for _ in 0..a.repeats {
@@ -183,7 +187,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{{\"engine\":\"search-linear\",\"n\":{n},\"dim\":{dim},\"queries\":{},\"k\":{},\"tau\":{},\
          \"threads\":{},\"kernel\":\"{}+{}\",\"build_s\":{},\"index_bytes\":{file_bytes},\
          \"load_s\":{},\"load_first_query_s\":{},\"single_s\":{},\"single_bytes\":{},\
-         \"single_f32_s\":{},\"single_f32_bytes\":{},\"threshold_s\":{},\"batch_s\":{},\
+         \"single_f32_s\":{},\"single_f32_bytes\":{},\"threshold_s\":{},\"threshold_bytes\":{},\"batch_s\":{},\
          \"batch_threshold_s\":{},\"ids\":[{}]}}",
         queries.len(),
         a.k,
@@ -199,6 +203,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         single_f32_s,
         single_f32_bytes,
         median(thr),
+        thr_bytes,
         median(batch),
         median(batch_thr),
         ids_json.join(",")
