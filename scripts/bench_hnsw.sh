@@ -36,15 +36,17 @@ base = runs[0]
 def best(run, key, target=0.99):
     ok = [s for s in run["sweep"] if s["recall"] >= target]
     return max(ok, key=lambda s: s[key]) if ok else None
-print(f"{'engine':10} {'build s':>8} {'load ms':>9} {'size MB':>8}   sweep: ef recall@4 qps(1 thread) qps(all threads)")
+print(f"{'engine':10} {'build s':>8} {'cpu s':>8} {'load ms':>9} {'size MB':>8}")
+print(f"{'':10} sweep: ef, recall@4, qps 1 thread (wall), qps 1 thread (per CPU second), qps all threads (wall)")
 for r in runs:
-    print(f"{r['engine']:10} {r['build_s']:8.1f} {1e3*r['load_s']:9.3f} {r['index_bytes']/1e6:8.1f}")
+    print(f"{r['engine']:10} {r['build_s']:8.1f} {r['build_cpu_s']:8.1f} {1e3*r['load_s']:9.3f} {r['index_bytes']/1e6:8.1f}")
     for s in r["sweep"]:
-        print(f"{'':40} {s['ef']:4d} {s['recall']:.4f} {s['qps_1']:9.0f} {s['qps_all']:9.0f}")
-print("\nratios vs hnswlib (build, load: lower is better; qps at recall@4 >= 0.99: higher is better)")
+        print(f"{'':10} {s['ef']:4d} {s['recall']:.4f} {s['qps_1']:9.0f} {s['qps_1_cpu']:9.0f} {s['qps_all']:9.0f}")
+print("\nratios vs hnswlib (build, load: lower is better; best qps at recall@4 >= 0.99: higher is better)")
 for r in runs[1:]:
-    line = f"{r['engine']:10} build {r['build_s']/base['build_s']:.3f}x  load {r['load_s']/base['load_s']:.4f}x"
-    for key in ("qps_1", "qps_all"):
+    line = (f"{r['engine']:10} build {r['build_s']/base['build_s']:.3f}x (cpu {r['build_cpu_s']/base['build_cpu_s']:.3f}x)"
+            f"  load {r['load_s']/base['load_s']:.4f}x")
+    for key in ("qps_1", "qps_1_cpu", "qps_all"):
         a, b = best(r, key), best(base, key)
         if a and b:
             line += f"  {key} {a[key]/b[key]:.2f}x (ef {a['ef']} vs {b['ef']})"
