@@ -125,6 +125,10 @@ def report(rust_path, faiss_path):
     print(f"  ours, compact scan: {r0['single_bytes'] / 1e6:8.1f} MB/query -> "
           f"{r0['single_bytes'] / single / 1e9:6.1f} GB/s read, "
           f"{f32_bytes / single / 1e9:6.1f} GB/s of f32 gallery answered")
+    if "threshold_bytes" in r0:
+        thr = med(rust, "threshold_s")
+        print(f"  ours, compact, tau: {r0['threshold_bytes'] / 1e6:8.1f} MB/query -> "
+              f"{r0['threshold_bytes'] / thr / 1e9:6.1f} GB/s read")
     print(f"  ours, f32 scan:     {r0['single_f32_bytes'] / 1e6:8.1f} MB/query -> "
           f"{r0['single_f32_bytes'] / single32 / 1e9:6.1f} GB/s")
     print(f"  faiss IndexFlatIP:  {f32_bytes / 1e6:8.1f} MB/query -> "
