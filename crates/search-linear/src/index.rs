@@ -440,12 +440,12 @@ impl LinearIndex {
     ///
     /// Memory stays bounded whatever the gallery or batch size: queries go in chunks of at most
     /// 256, the gallery in blocks of [`BATCH_BLOCK_ROWS`] rows per thread, and each query keeps
-    /// a bounded selection of at most `2k` hits per thread.
+    /// a bounded selection of at most `max(2k, k + 8)` hits per run of blocks (two runs per thread).
     pub fn search_batch(&self, queries: VectorView<'_>, k: usize) -> Result<Vec<Vec<Hit>>> {
         check_k(k)?;
         let qs = self.normalized_queries(queries)?;
-        // Selections cost up to (2k + 64) hits per query and thread: keep them near 64 MiB.
-        let chunk = (((64 << 20) / 8) / (2 * k + 64).max(1)).clamp(1, 256);
+        // Selections cost up to max(2k, k + 8) hits per query and run: keep them near 64 MiB a run.
+        let chunk = (((64 << 20) / 8) / (2 * k + 8).max(1)).clamp(1, 256);
         let mut out = Vec::with_capacity(queries.len());
         for qchunk in qs.chunks(chunk * self.dim) {
             let tops = self.batch_chunk(
@@ -537,6 +537,7 @@ impl LinearIndex {
             })
             .collect();
         let lhs = faer::MatRef::from_row_major_slice(qs, m, dim);
+        let shared: Vec<SharedFloor> = (0..m).map(|_| SharedFloor::new()).collect();
         let blocks = self.len.div_ceil(BATCH_BLOCK_ROWS);
         let fresh = || {
             (
@@ -561,6 +562,8 @@ impl LinearIndex {
             for (qi, s) in states.iter_mut().enumerate() {
                 let q = &qs[qi * dim..(qi + 1) * dim];
                 let row_scores = &scores[qi * nb..(qi + 1) * nb];
+                let shared = &shared[qi];
+                let floor = |s: &S| floor(s).max(shared.get());
                 let mut lim = floor(s) - slack[qi];
                 for (c, chunk) in row_scores.chunks(16).enumerate() {
                     if chunk.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) < lim {
@@ -581,15 +584,22 @@ impl LinearIndex {
                         }
                     }
                 }
+                shared.raise(floor(s));
             }
             (states, scores)
         };
         let parallel = self.len >= 2 * BATCH_BLOCK_ROWS && rayon::current_num_threads() > 1;
         if parallel {
-            (0..blocks)
+            // Contiguous runs of blocks, two per thread, each with one state per query, so
+            // that each selection fills once; floors are shared per query across threads.
+            let parts = (2 * rayon::current_num_threads()).min(blocks);
+            (0..parts)
                 .into_par_iter()
-                .fold(fresh, run)
-                .map(|(s, _)| s)
+                .map(|p| {
+                    (p * blocks / parts..(p + 1) * blocks / parts)
+                        .fold(fresh(), &run)
+                        .0
+                })
                 .reduce_with(|a, b| a.into_iter().zip(b).map(|(x, y)| merge(x, y)).collect())
                 .unwrap_or_else(|| fresh().0)
         } else {

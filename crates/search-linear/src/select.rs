@@ -1,4 +1,4 @@
-//! Bounded top-k selection: a buffer of at most `2k` hits, cut back to the best `k` (by
+//! Bounded top-k selection: a buffer of at most `max(2k, k + 8)` hits, cut back to the best `k` (by
 //! [`Hit::ranking`]) with a linear-time partial selection whenever it fills. No full sort until
 //! the end, and the cut-off (`floor`) only ever rises.
 
@@ -16,7 +16,7 @@ pub(crate) struct TopK {
 impl TopK {
     /// An empty selection of the best `k` (`k >= 1`).
     pub(crate) fn new(k: usize) -> TopK {
-        let cap = k.saturating_mul(2).max(k + 64);
+        let cap = k.saturating_mul(2).max(k + 8);
         TopK {
             k,
             cap,
