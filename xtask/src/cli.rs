@@ -21,7 +21,85 @@ pub enum Task {
     /// and saves it under --results, loads it back (timed), asks the headline query (timed)
     /// and every held-out query, and prints one row per engine. Built indexes are kept, so a
     /// second run with the same data and parameters skips the builds (--rebuild forces them).
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
+    /// Run the Python peers (hnswlib, annoy, faiss, usearch) on the gallery and queries the
+    /// bench wrote, each with its knob swept, and merge them into the bench's JSON.
+    ///
+    /// Reads <results>/search_data.npy and <results>/queries.npy (written by `cargo xtask
+    /// bench`) and the bench's JSON (--json), makes a Python virtualenv with
+    /// `scripts/pyenv.sh --peers` (target/pyenv), runs each peer in its own Python process
+    /// (scripts/peers.py: build or reuse a cached index file, load it back, sweep its knob on
+    /// one thread and on all threads, peak memory), writes the results under "peers" in the
+    /// same JSON, and prints the ratios ours/theirs. Stops with a clear message when python3 or
+    /// pip is missing. Never needed by the crates or by `cargo test`.
+    Peers(PeersArgs),
+    /// Render a report.html (written by --report) in headless Chromium to a PNG, to check it.
+    Screenshot(ScreenshotArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PeerName {
+    Hnswlib,
+    Annoy,
+    FaissFlat,
+    FaissHnsw,
+    FaissHnswSq8,
+    Usearch,
+    UsearchF16,
+}
+
+impl PeerName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerName::Hnswlib => "hnswlib",
+            PeerName::Annoy => "annoy",
+            PeerName::FaissFlat => "faiss-flat",
+            PeerName::FaissHnsw => "faiss-hnsw",
+            PeerName::FaissHnswSq8 => "faiss-hnsw-sq8",
+            PeerName::Usearch => "usearch",
+            PeerName::UsearchF16 => "usearch-f16",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// Folder the bench wrote its dataset to (search_data.npy, queries.npy); peer index files
+    /// are cached there too.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// The bench's JSON (from `cargo xtask bench --json`); the peers are merged into it.
+    #[arg(long, default_value = "results/bench.json")]
+    pub json: PathBuf,
+    /// Peers to run, in order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "faiss-flat,hnswlib,faiss-hnsw,faiss-hnsw-sq8,usearch,usearch-f16,annoy"
+    )]
+    pub peers: Vec<PeerName>,
+    /// Build every peer index again even when a cached one matches.
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Seconds each sweep point is timed for, at least (as the bench's --sweep-min-seconds).
+    #[arg(long, default_value_t = 0.5)]
+    pub sweep_min_seconds: f64,
+    /// Also write report.html (with the peers) to this folder.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScreenshotArgs {
+    /// The page to render.
+    #[arg(long, default_value = "results/report/report.html")]
+    pub html: PathBuf,
+    /// Where to write the PNG (default: next to the page, report.png).
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+    /// Browser window size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x4000")]
+    pub window: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,6 +152,61 @@ pub struct BenchArgs {
     /// Forest: nodes inspected per query (default: annoy's, k x trees).
     #[arg(long)]
     pub search_k: Option<usize>,
+
+    /// Sweep each approximate engine's knob (HNSW ef, forest search_k): recall@k and queries/s
+    /// at each value, on one thread and on all threads, over all held-out queries.
+    #[arg(long)]
+    pub sweep: bool,
+    /// HNSW ef values of the sweep.
+    #[arg(long, value_delimiter = ',', default_value = "10,20,40,80,100,200,400")]
+    pub sweep_ef: Vec<usize>,
+    /// Forest search_k values of the sweep; it stops after the first value whose recall@k
+    /// reaches --sweep-stop-recall.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100,200,500,1000,2000,5000,10000,20000,50000,100000,200000,400000"
+    )]
+    pub sweep_search_k: Vec<usize>,
+    /// Recall@k at which the forest's sweep stops.
+    #[arg(long, default_value_t = 0.995)]
+    pub sweep_stop_recall: f64,
+    /// Seconds each sweep point is timed for, at least (repeated passes over all queries; the
+    /// median pass counts).
+    #[arg(long, default_value_t = 0.5)]
+    pub sweep_min_seconds: f64,
+    /// Threads of the "all threads" measurements (0: every core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+
+    /// Your own gallery instead of the synthetic one: a .npy of (n, d) float32/float64 vectors,
+    /// followed in the same file by n labels (the notebook's layout) unless --labels is given.
+    #[arg(long, requires = "queries")]
+    pub gallery: Option<PathBuf>,
+    /// Labels of --gallery, a .npy of n strings (when the gallery file holds only vectors).
+    #[arg(long, requires = "gallery")]
+    pub labels: Option<PathBuf>,
+    /// Your own queries (with --gallery): a .npy of (q, d) vectors, optionally followed by q
+    /// labels. The first query is the headline query; recall is against exact search.
+    #[arg(long, requires = "gallery")]
+    pub queries: Option<PathBuf>,
+    /// Labels of --queries, a .npy of q strings. A query's truth is the gallery rows of the
+    /// same person: labels equal up to the last '_' (id042_q and id042_3).
+    #[arg(long, requires = "queries")]
+    pub query_labels: Option<PathBuf>,
+    /// Use this HNSW index file (written by this project) instead of building one; it must be
+    /// built over the same gallery.
+    #[arg(long)]
+    pub hnsw_index: Option<PathBuf>,
+    /// Use this Annoy forest file (written by this project or by Python annoy, angular) instead
+    /// of building one; it must be built over the same gallery.
+    #[arg(long)]
+    pub forest_index: Option<PathBuf>,
+
+    /// Write report.html (plots and tables, self-contained) to this folder. With the peers'
+    /// results when the --json file already holds them for the same data.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 
     /// Folder for the dataset and index files (kept between runs).
     #[arg(long, default_value = "results")]

@@ -3,12 +3,20 @@
 //! - `bench`: the notebook's comparison end to end: generate the dataset, write it as the
 //!   notebook's `.npy`, build each engine and save it, load it back, query it, and print (or
 //!   write as JSON) load, query and total times, the headline query's labels, recall, build time
-//!   and index size.
+//!   and index size; `--sweep` adds knob sweeps and peak memory, `--gallery/--queries` the
+//!   user's own data, `--report DIR` an HTML report.
+//! - `peers`: the same data through Python hnswlib, annoy, faiss and usearch, merged into the
+//!   bench's JSON, with a table of ratios ours/theirs.
+//! - `screenshot`: renders report.html in headless Chromium to a PNG.
 //!
 //! Every flag is declared in [`cli`]; each task lives in its own module.
 
 mod bench;
 mod cli;
+mod machine;
+mod peers;
+mod report_html;
+mod screenshot;
 
 use clap::Parser;
 
@@ -16,6 +24,8 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.task {
         cli::Task::Bench(args) => bench::run(&args),
+        cli::Task::Peers(args) => peers::run(&args),
+        cli::Task::Screenshot(args) => screenshot::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

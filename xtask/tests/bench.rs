@@ -99,3 +99,118 @@ fn bench_writes_the_notebook_comparison_as_json_and_reuses_builds() {
     let rebuilt = run_bench(dir.path(), &["--rebuild", "--engines", "linear"]);
     assert_eq!(rebuilt["engines"][0]["build_reused"], false);
 }
+
+fn finite(v: &Value, what: &str) -> f64 {
+    let x = v
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what} missing or not a number: {v}"));
+    assert!(x.is_finite(), "{what} = {x}");
+    x
+}
+
+#[test]
+fn sweep_own_data_given_index_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let report_dir = dir.path().join("report");
+    let report = run_bench(
+        dir.path(),
+        &[
+            "--sweep",
+            "--sweep-min-seconds",
+            "0.01",
+            "--sweep-ef",
+            "10,40,100",
+            "--sweep-search-k",
+            "100,1000,100000",
+            "--report",
+            report_dir.to_str().unwrap(),
+        ],
+    );
+    for e in report["engines"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap();
+        let sweep = e["sweep"].as_array().unwrap();
+        let (param, len) = match name {
+            "linear" => ("exact", 1..=1),
+            "hnsw" => ("ef", 3..=3),
+            // The forest's sweep may stop early once recall reaches --sweep-stop-recall.
+            _ => ("search_k", 1..=3),
+        };
+        assert!(len.contains(&sweep.len()), "{name}: {} points", sweep.len());
+        for p in sweep {
+            assert_eq!(p["param"], param);
+            assert!(p["value"].is_u64());
+            let r = finite(&p["recall_at_k"], "recall_at_k");
+            assert!((0.0..=1.0).contains(&r), "{name} recall {r}");
+            assert!(finite(&p["qps_1t"], "qps_1t") > 0.0);
+            assert!(finite(&p["qps_all"], "qps_all") > 0.0);
+        }
+        // Linux reports the peak resident memory; it is at least the data the process holds.
+        if cfg!(target_os = "linux") {
+            let peak = e["peak_rss_bytes"].as_u64().expect("peak_rss_bytes");
+            assert!(peak >= 3000 * 512 * 4, "{name} peak {peak}");
+        }
+        assert_eq!(e["index_origin"], "built");
+    }
+    assert_eq!(report["engines"][0]["sweep"][0]["recall_at_k"], 1.0);
+    assert_eq!(report["dataset"]["kind"], "synthetic");
+    assert!(report["machine"]["threads"].as_u64().unwrap() >= 1);
+    let page = std::fs::read_to_string(report_dir.join("report.html")).unwrap();
+    assert!(page.contains("<svg") && page.contains("hnsw (ours)"));
+
+    // Own data: the files the bench wrote, as a user would pass them, with the HNSW index
+    // built above given instead of built again.
+    let hnsw_file = report["engines"][1]["index_file"].as_str().unwrap();
+    let own = dir.path().join("own");
+    let json = own.join("own.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["bench", "--quiet", "--engines", "linear,hnsw", "--gallery"])
+        .arg(dir.path().join("search_data.npy"))
+        .arg("--queries")
+        .arg(dir.path().join("queries.npy"))
+        .args(["--hnsw-index", hnsw_file, "--results"])
+        .arg(&own)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mine: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(mine["dataset"]["kind"], "files");
+    // The headline is the first query, id000_q; its truth the person's gallery images (the
+    // synthetic gallery holds 4 of them: image 1 is the synthetic headline query).
+    assert_eq!(mine["query_label"], "id000_q");
+    assert_eq!(mine["truth"], report["truth"]);
+    assert_eq!(mine["engines"][0]["recall_at_k"], 1.0);
+    assert_eq!(mine["engines"][1]["index_origin"], "given");
+    assert_eq!(mine["engines"][1]["build_s"], 0.0);
+    assert_eq!(
+        mine["engines"][1]["recall_at_k"],
+        report["engines"][1]["recall_at_k"]
+    );
+
+    // An index over another gallery is refused with a clear message.
+    let other = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "bench",
+            "--quiet",
+            "--engines",
+            "hnsw",
+            "--distractors",
+            "100",
+            "--identities",
+            "5",
+            "--hnsw-index",
+            hnsw_file,
+            "--results",
+        ])
+        .arg(dir.path().join("other"))
+        .output()
+        .unwrap();
+    assert!(!other.status.success());
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(err.contains("same gallery"), "{err}");
+}

@@ -25,11 +25,16 @@
 #![deny(missing_docs)]
 
 mod report;
+pub mod rss;
 mod run;
+mod sweep;
 mod workload;
 
 pub use report::{EngineReport, Report};
-pub use run::{EngineRun, HeadlineSearch, RunOptions, run_engine};
+pub use run::{
+    EngineRun, ExistingIndex, HeadlineSearch, RunExtras, RunOptions, run_engine, run_engine_with,
+};
+pub use sweep::{SweepPoint, SweepSpec, sweep};
 pub use workload::Workload;
 
 pub use embed_store::SearchIndex;

@@ -2,16 +2,19 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::sweep::SweepPoint;
 
 /// What was measured for one engine.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EngineReport {
     /// Engine name: "linear", "hnsw" or "forest".
     pub name: String,
     /// Seconds to build the index (from the cached build when it was reused).
     pub build_s: f64,
-    /// True when the index file of an earlier run with the same data and parameters was reused.
+    /// True when no build ran: the index file of an earlier run with the same data and
+    /// parameters was reused, or a file was given (`index_origin`).
     pub build_reused: bool,
     /// Seconds to load the saved index back from disk.
     pub load_s: f64,
@@ -32,10 +35,24 @@ pub struct EngineReport {
     pub index_bytes: u64,
     /// The engine's speed/accuracy knob and its value, e.g. "ef=100".
     pub knob: Option<String>,
+    /// Where the index came from: `"built"`, `"cached"` (an earlier run's build) or `"given"`
+    /// (a file named by the user; `build_s` is then 0).
+    pub index_origin: String,
+    /// The index file that was loaded.
+    pub index_file: String,
+    /// Peak resident memory of the process during this engine's build, load and queries, in
+    /// bytes (Linux `VmHWM`, reset before the engine), including what the process held before
+    /// (`rss_before_bytes`); `None` where the system does not report it.
+    pub peak_rss_bytes: Option<u64>,
+    /// Resident memory of the process before this engine started (the gallery, queries and
+    /// exact answers), in bytes.
+    pub rss_before_bytes: Option<u64>,
+    /// Recall and queries per second at each knob value (empty unless a sweep was asked for).
+    pub sweep: Vec<SweepPoint>,
 }
 
 /// A whole comparison: the headline query and one report per engine.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     /// Label of the headline query.
     pub query_label: String,
@@ -73,7 +90,7 @@ impl Report {
         let _ = writeln!(out, "truth:          {}\n", self.truth.join(" "));
         let _ = writeln!(
             out,
-            "{:<8} {:>10} {:>9} {:>10} {:>9} {:>11} {:>9} {:>10} {:>10}  {}",
+            "{:<8} {:>10} {:>9} {:>10} {:>9} {:>11} {:>9} {:>10} {:>10} {:>9}  labels",
             "engine",
             "build (s)",
             "load (s)",
@@ -83,13 +100,19 @@ impl Report {
             "recall@k",
             "thr.recall",
             "size (MB)",
-            "labels"
+            "peak (MB)",
         );
         for e in &self.engines {
-            let build = format!("{:.2}{}", e.build_s, if e.build_reused { "*" } else { "" });
+            let build = match e.index_origin.as_str() {
+                "given" => "given".to_owned(),
+                _ => format!("{:.2}{}", e.build_s, if e.build_reused { "*" } else { "" }),
+            };
+            let peak = e
+                .peak_rss_bytes
+                .map_or("-".to_owned(), |b| format!("{:.0}", b as f64 / 1e6));
             let _ = writeln!(
                 out,
-                "{:<8} {:>10} {:>9.4} {:>10.6} {:>9.4} {:>11.3} {:>9.3} {:>10.3} {:>10.1}  {}",
+                "{:<8} {:>10} {:>9.4} {:>10.6} {:>9.4} {:>11.3} {:>9.3} {:>10.3} {:>10.1} {:>9}  {}",
                 e.name,
                 build,
                 e.load_s,
@@ -99,14 +122,56 @@ impl Report {
                 e.recall_at_k,
                 e.threshold_recall,
                 e.index_bytes as f64 / 1e6,
+                peak,
                 e.labels.join(" ")
             );
         }
-        if self.engines.iter().any(|e| e.build_reused) {
+        if self
+            .engines
+            .iter()
+            .any(|e| e.build_reused && e.index_origin != "given")
+        {
             let _ = writeln!(
                 out,
                 "\n* index reused from an earlier run with the same data and parameters (--rebuild to build again)"
             );
+        }
+        if self.engines.iter().any(|e| e.peak_rss_bytes.is_some()) {
+            let _ = writeln!(
+                out,
+                "peak: the process's peak resident memory during each engine's build, load and \
+                 queries (it already held the data: {})",
+                self.engines
+                    .iter()
+                    .filter_map(|e| e.rss_before_bytes.map(|b| format!(
+                        "{} {:.0} MB",
+                        e.name,
+                        b as f64 / 1e6
+                    )))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if self.engines.iter().any(|e| !e.sweep.is_empty()) {
+            let _ = writeln!(
+                out,
+                "\nsweep (recall@{} and queries/s over {} queries):",
+                self.k, self.queries
+            );
+            let _ = writeln!(
+                out,
+                "{:<8} {:>9} {:>8} {:>9} {:>12} {:>12}",
+                "engine", "knob", "value", "recall", "qps 1 thread", "qps all"
+            );
+            for e in &self.engines {
+                for p in &e.sweep {
+                    let _ = writeln!(
+                        out,
+                        "{:<8} {:>9} {:>8} {:>9.4} {:>12.0} {:>12.0}",
+                        e.name, p.param, p.value, p.recall_at_k, p.qps_1t, p.qps_all
+                    );
+                }
+            }
         }
         out
     }

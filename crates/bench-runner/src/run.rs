@@ -8,6 +8,8 @@ use embed_store::{Error, Hit, Result, SearchIndex};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::report::EngineReport;
+use crate::rss;
+use crate::sweep::{SweepSpec, sweep};
 use crate::workload::Workload;
 
 /// How a run treats files and the terminal.
@@ -50,23 +52,87 @@ pub fn run_engine<E: SearchIndex>(
     run: &EngineRun<E::Params>,
     options: &RunOptions,
 ) -> Result<EngineReport> {
+    run_engine_with::<E>(workload, run, options, &RunExtras::default())
+}
+
+/// An index file that already exists, used instead of building one.
+pub struct ExistingIndex<'a, E> {
+    /// The file.
+    pub path: &'a Path,
+    /// Opens it (e.g. [`SearchIndex::load`], or an engine's reader of another library's
+    /// format). The index must hold the workload's gallery, row for row.
+    pub open: &'a dyn Fn(&Path) -> Result<E>,
+}
+
+/// What [`run_engine_with`] does beyond [`run_engine`].
+pub struct RunExtras<'a, E> {
+    /// Sweep the engine's knob after the notebook's measurements.
+    pub sweep: Option<&'a SweepSpec>,
+    /// Use this index file instead of building (or reusing a cached build).
+    pub existing_index: Option<ExistingIndex<'a, E>>,
+}
+
+impl<E> Default for RunExtras<'_, E> {
+    fn default() -> Self {
+        RunExtras {
+            sweep: None,
+            existing_index: None,
+        }
+    }
+}
+
+/// [`run_engine`], plus a knob sweep ([`crate::SweepPoint`]s in [`EngineReport::sweep`]) and
+/// the option of an existing index file. The process's peak resident memory is reset before
+/// the engine's build (see [`crate::rss`]) and read after its last query, so
+/// [`EngineReport::peak_rss_bytes`] covers this engine alone (on top of the workload the
+/// process already holds, [`EngineReport::rss_before_bytes`]).
+pub fn run_engine_with<E: SearchIndex>(
+    workload: &Workload,
+    run: &EngineRun<E::Params>,
+    options: &RunOptions,
+    extras: &RunExtras<'_, E>,
+) -> Result<EngineReport> {
+    let rss_reset = rss::reset_peak();
+    let rss_before_bytes = rss::current_bytes();
     std::fs::create_dir_all(&options.results_dir)
         .map_err(|e| Error::io(&options.results_dir, e))?;
-    let path = index_path::<E>(workload, &run.params, &options.results_dir);
-    let build_record = path.with_extension("build-seconds");
-    let cached = !options.rebuild && path.exists() && build_record.exists();
-    let (build_s, build_reused) = match cached.then(|| read_seconds(&build_record)).flatten() {
-        Some(seconds) => (seconds, true),
-        None => (
-            build_and_save::<E>(workload, &run.params, &path, options)?,
-            false,
-        ),
+    let (path, build_s, origin, mut index, load_s) = match &extras.existing_index {
+        Some(existing) => {
+            let start = Instant::now();
+            let index = (existing.open)(existing.path)?;
+            let load_s = start.elapsed().as_secs_f64();
+            if index.len() != workload.gallery.len() || index.dim() != workload.gallery.dim() {
+                return Err(Error::InvalidArgument(format!(
+                    "{} holds {} vectors of {} dims, but the gallery has {} of {}: an index \
+                     given with its file must be built over the same gallery",
+                    existing.path.display(),
+                    index.len(),
+                    index.dim(),
+                    workload.gallery.len(),
+                    workload.gallery.dim()
+                )));
+            }
+            (existing.path.to_path_buf(), 0.0, "given", index, load_s)
+        }
+        None => {
+            let path = index_path::<E>(workload, &run.params, &options.results_dir);
+            let build_record = path.with_extension("build-seconds");
+            let cached = !options.rebuild && path.exists() && build_record.exists();
+            let (build_s, origin) = match cached.then(|| read_seconds(&build_record)).flatten() {
+                Some(seconds) => (seconds, "cached"),
+                None => (
+                    build_and_save::<E>(workload, &run.params, &path, options)?,
+                    "built",
+                ),
+            };
+            std::fs::write(&build_record, build_s.to_string())
+                .map_err(|e| Error::io(&build_record, e))?;
+            let start = Instant::now();
+            let index = E::load(&path)?;
+            let load_s = start.elapsed().as_secs_f64();
+            (path, build_s, origin, index, load_s)
+        }
     };
-    std::fs::write(&build_record, build_s.to_string()).map_err(|e| Error::io(&build_record, e))?;
-
-    let start = Instant::now();
-    let mut index = E::load(&path)?;
-    let load_s = start.elapsed().as_secs_f64();
     if let Some(value) = run.knob {
         index.set_knob(value)?;
     }
@@ -81,20 +147,13 @@ pub fn run_engine<E: SearchIndex>(
     let query_s = start.elapsed().as_secs_f64();
 
     let mut times = Vec::with_capacity(workload.queries.len());
-    let mut found = 0usize;
-    for (q, exact) in workload
-        .queries
-        .vectors()
-        .view()
-        .rows()
-        .zip(&workload.exact_top_k)
-    {
+    let mut all_hits = Vec::with_capacity(workload.queries.len());
+    for q in workload.queries.vectors().view().rows() {
         let start = Instant::now();
         let hits = index.search(q, workload.k)?;
         times.push(start.elapsed());
-        found += overlap(&hits, exact);
+        all_hits.push(hits);
     }
-    let expected: usize = workload.exact_top_k.iter().map(Vec::len).sum();
 
     let (mut thr_found, mut thr_expected) = (0usize, 0usize);
     for (q, exact) in workload
@@ -108,23 +167,42 @@ pub fn run_engine<E: SearchIndex>(
         thr_found += overlap(&hits, exact);
         thr_expected += exact.len();
     }
+    let knob = index.knob().map(|k| format!("{}={}", k.name, k.value));
+
+    let sweep_points = match extras.sweep {
+        Some(spec) => sweep(&mut index, workload, spec)?,
+        None => Vec::new(),
+    };
+    let peak_rss_bytes = if rss_reset { rss::peak_bytes() } else { None };
 
     Ok(EngineReport {
         name: E::NAME.to_owned(),
         build_s,
-        build_reused,
+        build_reused: origin != "built",
         load_s,
         query_s,
         total_s: load_s + query_s,
         query_median_s: median(&mut times).as_secs_f64(),
         labels: workload.labels_of(&headline_hits),
-        recall_at_k: ratio(found, expected),
+        recall_at_k: recall(&all_hits, &workload.exact_top_k),
         threshold_recall: ratio(thr_found, thr_expected),
         index_bytes: std::fs::metadata(&path)
             .map_err(|e| Error::io(&path, e))?
             .len(),
-        knob: index.knob().map(|k| format!("{}={}", k.name, k.value)),
+        knob,
+        index_origin: origin.to_owned(),
+        index_file: path.display().to_string(),
+        peak_rss_bytes,
+        rss_before_bytes,
+        sweep: sweep_points,
     })
+}
+
+/// Mean fraction of each query's exact top-k found in its hits.
+pub(crate) fn recall(hits: &[Vec<Hit>], exact: &[Vec<u32>]) -> f64 {
+    let found: usize = hits.iter().zip(exact).map(|(h, e)| overlap(h, e)).sum();
+    let expected: usize = exact.iter().map(Vec::len).sum();
+    ratio(found, expected)
 }
 
 fn build_and_save<E: SearchIndex>(

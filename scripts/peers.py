@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""One Python peer of `cargo xtask peers`, run in its own process (so its peak memory is its own).
+
+usage: peers.py PEER --results DIR --key KEY [--k 4] [--min-seconds 0.5] [--rebuild]
+PEER: hnswlib | annoy | faiss-flat | faiss-hnsw | faiss-hnsw-sq8 | usearch | usearch-f16
+
+Reads DIR/search_data.npy and DIR/queries.npy (the notebook's layout: vectors, then labels, in
+one file) and DIR/headline.npy, all written by `cargo xtask bench`; scales every row to unit
+length (cosine = inner product); builds the peer's index on all cores (or reuses the one cached
+in DIR/peers/ for the same data key and parameters), saves it, loads it back (timed), asks the
+headline query (timed), every held-out query one at a time (median latency), then sweeps the
+peer's knob: recall@k against exact numpy search and queries/s on one thread and on all threads
+(the peer's own batch call over all queries; annoy has none, so a thread pool over the queries),
+timed like the Rust side: repeated passes until --min-seconds, the median pass counts.
+Prints one JSON object (the fields of the bench's "engines" entries) as the last line of stdout.
+"""
+import argparse, json, os, statistics, sys, time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+EF = [10, 20, 40, 80, 100, 200, 400]
+SEARCH_K = [100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 400000]
+M, EF_CONSTRUCTION, EF_DEFAULT, TREES = 48, 200, 100, 20
+REFINE_K_FACTOR = 4
+THREADS = os.cpu_count() or 1
+
+p = argparse.ArgumentParser()
+p.add_argument("peer")
+p.add_argument("--results", default="results")
+p.add_argument("--key", required=True)
+p.add_argument("--k", type=int, default=4)
+p.add_argument("--min-seconds", type=float, default=0.5)
+p.add_argument("--stop-recall", type=float, default=0.995)
+p.add_argument("--rebuild", action="store_true")
+a = p.parse_args()
+K = a.k
+
+
+def log(*x):
+    print(f"[{a.peer}]", *x, file=sys.stderr, flush=True)
+
+
+def read_pair(path):
+    with open(path, "rb") as f:
+        vectors = np.load(f)
+        labels = np.load(f)
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    del vectors
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v, [str(x) for x in labels]
+
+
+gallery, labels = read_pair(os.path.join(a.results, "search_data.npy"))
+queries, _ = read_pair(os.path.join(a.results, "queries.npy"))
+headline, _ = read_pair(os.path.join(a.results, "headline.npy"))
+n, dim = gallery.shape
+nq = len(queries)
+
+# Exact top-k by numpy (float32 inner products of unit rows), ties by lower id.
+exact = []
+for s in range(0, nq, 256):
+    sims = queries[s:s + 256] @ gallery.T
+    top = np.argpartition(-sims, K - 1, axis=1)[:, :K]
+    exact.extend(set(map(int, row)) for row in top)
+
+
+def rss(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+# Peak memory of this peer alone: the data above is already resident (reported apart).
+try:
+    open("/proc/self/clear_refs", "w").write("5")
+    rss_reset = True
+except OSError:
+    rss_reset = False
+rss_before = rss("VmRSS:")
+
+cache = os.path.join(a.results, "peers")
+os.makedirs(cache, exist_ok=True)
+
+
+def set_threads(t):
+    if "faiss" in sys.modules:
+        sys.modules["faiss"].omp_set_num_threads(t)
+
+
+# ---- the peers: build(path) -> None, load(path) -> index, search(index, Q, k, threads) -> ids,
+# ---- set_knob(index, v), and the knob's name and values.
+
+def peer_hnswlib():
+    import hnswlib
+
+    def build(path):
+        index = hnswlib.Index(space="cosine", dim=dim)
+        index.init_index(max_elements=n, ef_construction=EF_CONSTRUCTION, M=M, random_seed=42)
+        index.add_items(gallery, np.arange(n), num_threads=THREADS)
+        index.save_index(path)
+
+    def load(path):
+        index = hnswlib.Index(space="cosine", dim=dim)
+        index.load_index(path, max_elements=n)
+        index.set_ef(EF_DEFAULT)
+        return index
+
+    def search(index, q, k, threads):
+        ids, _ = index.knn_query(q, k=k, num_threads=threads)
+        return ids
+
+    return dict(version=getattr(hnswlib, "__version__", "?"), params=f"space=cosine M={M} ef_construction={EF_CONSTRUCTION}",
+                build=build, load=load, search=search, knob="ef", values=EF, default=EF_DEFAULT,
+                set_knob=lambda i, v: i.set_ef(v))
+
+
+def peer_annoy():
+    import annoy
+
+    def build(path):
+        index = annoy.AnnoyIndex(dim, "angular")
+        index.set_seed(42)
+        for i in range(n):
+            index.add_item(i, gallery[i])
+        index.build(TREES, n_jobs=-1)
+        index.save(path)
+
+    def load(path):
+        index = annoy.AnnoyIndex(dim, "angular")
+        index.load(path)
+        index.search_k = -1
+        return index
+
+    def one(index, q, k):
+        return index.get_nns_by_vector(q, k, search_k=index.search_k)
+
+    def search(index, q, k, threads):
+        if threads == 1:
+            return [one(index, x, k) for x in q]
+        with ThreadPoolExecutor(THREADS) as pool:
+            chunks = np.array_split(np.arange(len(q)), THREADS)
+            parts = pool.map(lambda c: [one(index, q[i], k) for i in c], chunks)
+            return [r for part in parts for r in part]
+
+    def set_knob(index, v):
+        index.search_k = v
+
+    return dict(version=getattr(annoy, "__version__", "1.17"), params=f"angular n_trees={TREES}",
+                build=build, load=load, search=search, knob="search_k", values=SEARCH_K, default=-1,
+                set_knob=set_knob, stop=True)
+
+
+def faiss_peer(kind):
+    import faiss
+
+    def make():
+        if kind == "flat":
+            return faiss.IndexFlatIP(dim)
+        if kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, M, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = EF_CONSTRUCTION
+            return index
+        base = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, M, faiss.METRIC_INNER_PRODUCT)
+        base.hnsw.efConstruction = EF_CONSTRUCTION
+        return faiss.IndexRefineFlat(base)
+
+    def build(path):
+        set_threads(THREADS)
+        index = make()
+        if not index.is_trained:
+            index.train(gallery)
+        index.add(gallery)
+        faiss.write_index(index, path)
+
+    def hnsw_of(index):
+        if kind == "hnsw":
+            return index.hnsw
+        return faiss.downcast_index(index.base_index).hnsw
+
+    def load(path):
+        index = faiss.read_index(path)
+        if kind == "sq8":
+            index = faiss.downcast_index(index)
+            index.k_factor = REFINE_K_FACTOR
+        if kind != "flat":
+            hnsw_of(index).efSearch = EF_DEFAULT
+        return index
+
+    def search(index, q, k, threads):
+        set_threads(threads)
+        _, ids = index.search(q, k)
+        return ids
+
+    def set_knob(index, v):
+        hnsw_of(index).efSearch = v
+
+    params = {"flat": "IndexFlatIP",
+              "hnsw": f"IndexHNSWFlat M={M} efConstruction={EF_CONSTRUCTION} inner product",
+              "sq8": f"IndexRefineFlat(IndexHNSWSQ QT_8bit M={M} efConstruction={EF_CONSTRUCTION}) k_factor={REFINE_K_FACTOR}"}[kind]
+    peer = dict(version=faiss.__version__, params=params, build=build, load=load, search=search)
+    if kind != "flat":
+        peer.update(knob="efSearch", values=EF, default=EF_DEFAULT, set_knob=set_knob)
+    return peer
+
+
+def usearch_peer(dtype):
+    import usearch
+    from usearch.index import Index
+
+    def build(path):
+        index = Index(ndim=dim, metric="cos", dtype=dtype, connectivity=M,
+                      expansion_add=EF_CONSTRUCTION, expansion_search=EF_DEFAULT)
+        index.add(np.arange(n), gallery, threads=THREADS)
+        index.save(path)
+
+    def load(path):
+        index = Index.restore(path)
+        index.expansion_search = EF_DEFAULT
+        return index
+
+    def search(index, q, k, threads):
+        return index.search(q, k, threads=threads if threads > 0 else 0).keys
+
+    def set_knob(index, v):
+        index.expansion_search = v
+
+    return dict(version=usearch.__version__, params=f"metric=cos dtype={dtype} connectivity={M} expansion_add={EF_CONSTRUCTION}",
+                build=build, load=load, search=search, knob="expansion_search", values=EF,
+                default=EF_DEFAULT, set_knob=set_knob)
+
+
+PEERS = {
+    "hnswlib": peer_hnswlib,
+    "annoy": peer_annoy,
+    "faiss-flat": lambda: faiss_peer("flat"),
+    "faiss-hnsw": lambda: faiss_peer("hnsw"),
+    "faiss-hnsw-sq8": lambda: faiss_peer("sq8"),
+    "usearch": lambda: usearch_peer("f32"),
+    "usearch-f16": lambda: usearch_peer("f16"),
+}
+if a.peer not in PEERS:
+    sys.exit(f"unknown peer {a.peer}; one of {', '.join(PEERS)}")
+peer = PEERS[a.peer]()
+
+path = os.path.join(cache, f"{a.peer}-{a.key}.idx")
+record = path + ".build-seconds"
+params_record = path + ".params"
+cached = (not a.rebuild and os.path.exists(path) and os.path.exists(record)
+          and os.path.exists(params_record) and open(params_record).read() == peer["params"])
+if cached:
+    build_s = float(open(record).read())
+    log(f"reusing {path} (built in {build_s:.1f} s)")
+else:
+    log(f"building ({peer['params']}) on {THREADS} threads...")
+    t = time.perf_counter()
+    peer["build"](path)
+    build_s = time.perf_counter() - t
+    log(f"built in {build_s:.1f} s")
+    open(record, "w").write(repr(build_s))
+    open(params_record, "w").write(peer["params"])
+
+t = time.perf_counter()
+index = peer["load"](path)
+load_s = time.perf_counter() - t
+
+search = peer["search"]
+t = time.perf_counter()
+head_ids = search(index, headline[:1], K, 1)[0]
+query_s = time.perf_counter() - t
+
+lat = []
+for i in range(nq):
+    t = time.perf_counter()
+    search(index, queries[i:i + 1], K, 1)
+    lat.append(time.perf_counter() - t)
+median_s = statistics.median(lat)
+
+
+def recall_of(ids):
+    return sum(len(exact[i] & set(int(x) for x in ids[i])) for i in range(nq)) / sum(map(len, exact))
+
+
+def timed(threads):
+    passes, first, started = [], None, time.perf_counter()
+    while not passes or (time.perf_counter() - started < a.min_seconds and len(passes) < 25):
+        t = time.perf_counter()
+        ids = search(index, queries, K, threads)
+        passes.append(time.perf_counter() - t)
+        if first is None:
+            first = recall_of(ids)
+    return first, nq / max(statistics.median(passes), 1e-9)
+
+
+recall_at_k = recall_of(search(index, queries, K, THREADS))
+sweep = []
+for v in peer.get("values", [None]):
+    if v is not None:
+        peer["set_knob"](index, v)
+    r, q1 = timed(1)
+    _, qa = timed(THREADS)
+    sweep.append({"param": peer.get("knob", "exact"), "value": v or 0, "recall_at_k": r,
+                  "qps_1t": q1, "qps_all": qa})
+    log(f"{peer.get('knob', 'exact')}={v or 0:<7} recall@{K}={r:.4f} qps 1 thread={q1:9.0f} all={qa:9.0f}")
+    if peer.get("stop") and r >= a.stop_recall:
+        break
+
+out = {
+    "name": a.peer,
+    "version": str(peer["version"]),
+    "params": peer["params"],
+    "build_s": build_s,
+    "build_reused": cached,
+    "load_s": load_s,
+    "query_s": query_s,
+    "total_s": load_s + query_s,
+    "query_median_s": median_s,
+    "labels": [labels[int(i)] for i in head_ids if int(i) >= 0],
+    "recall_at_k": recall_at_k,
+    "threshold_recall": None,
+    "index_bytes": os.path.getsize(path),
+    "knob": f"{peer['knob']}={peer['default']}" if "knob" in peer else None,
+    "index_origin": "cached" if cached else "built",
+    "index_file": path,
+    "peak_rss_bytes": rss("VmHWM:") if rss_reset else None,
+    "rss_before_bytes": rss_before,
+    "threads": THREADS,
+    "sweep": sweep,
+}
+print(json.dumps(out))

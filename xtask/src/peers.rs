@@ -1,0 +1,235 @@
+//! `cargo xtask peers`: Python hnswlib, annoy, faiss and usearch on the bench's data, merged
+//! into the bench's JSON, with the ratios ours/theirs.
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::cli::PeersArgs;
+
+pub fn run(args: &PeersArgs) -> Result<(), Box<dyn Error>> {
+    for file in ["search_data.npy", "queries.npy", "headline.npy"] {
+        let path = args.results.join(file);
+        if !path.exists() {
+            return Err(format!(
+                "{} is missing: run `cargo xtask bench --results {} --json {}` first",
+                path.display(),
+                args.results.display(),
+                args.json.display()
+            )
+            .into());
+        }
+    }
+    let text = std::fs::read_to_string(&args.json).map_err(|e| {
+        format!(
+            "{}: {e} (run `cargo xtask bench --json {}` first)",
+            args.json.display(),
+            args.json.display()
+        )
+    })?;
+    let mut doc: Value = serde_json::from_str(&text)?;
+    let key = doc["dataset_key"]
+        .as_str()
+        .ok_or("the bench JSON has no dataset_key: run `cargo xtask bench --json` again")?
+        .to_owned();
+    let on_disk = std::fs::read_to_string(args.results.join("dataset.key")).unwrap_or_default();
+    if on_disk != key {
+        return Err(format!(
+            "{} is about dataset {key}, but {} holds {on_disk}: run the bench again with the same \
+             --results and --json",
+            args.json.display(),
+            args.results.display()
+        )
+        .into());
+    }
+    let k = doc["k"].as_u64().unwrap_or(4);
+
+    let root = workspace_root();
+    let python = python(&root)?;
+    let script = root.join("scripts/peers.py");
+    let mut peers: Vec<Value> = doc["peers"].as_array().cloned().unwrap_or_default();
+    for peer in &args.peers {
+        let name = peer.as_str();
+        eprintln!("running peer {name}...");
+        let mut cmd = Command::new(&python);
+        cmd.arg(&script)
+            .arg(name)
+            .arg("--results")
+            .arg(&args.results)
+            .args(["--key", &key, "--k", &k.to_string()])
+            .args(["--min-seconds", &args.sweep_min_seconds.to_string()])
+            .stderr(Stdio::inherit());
+        if args.rebuild {
+            cmd.arg("--rebuild");
+        }
+        let out = cmd
+            .output()
+            .map_err(|e| format!("{}: {e}", python.display()))?;
+        if !out.status.success() {
+            return Err(format!("peer {name} failed ({})", out.status).into());
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout.lines().last().unwrap_or("");
+        let result: Value = serde_json::from_str(last)
+            .map_err(|e| format!("peer {name} printed no result ({e}): {stdout}"))?;
+        peers.retain(|p| p["name"] != result["name"]);
+        peers.push(result);
+        // Save after each peer, so a long run keeps what it measured.
+        doc["peers"] = Value::Array(peers.clone());
+        std::fs::write(&args.json, serde_json::to_string_pretty(&doc)?)?;
+    }
+    doc["peers_params"] = json!({
+        "note": "each peer runs in its own Python process; peers ask all queries in one batch \
+                 call (annoy: one call per query, a thread pool for all threads); ours call \
+                 search() per query through the SearchIndex trait",
+        "python": python.display().to_string(),
+    });
+    std::fs::write(&args.json, serde_json::to_string_pretty(&doc)?)?;
+    eprintln!("wrote {}", args.json.display());
+    println!("{}", ratio_table(&doc));
+    if let Some(dir) = &args.report {
+        let page = crate::report_html::write(dir, &doc)?;
+        eprintln!("wrote {}", page.display());
+    }
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// The peers' Python, from `scripts/pyenv.sh --peers`; a clear error when python3, venv or pip
+/// is missing.
+fn python(root: &Path) -> Result<PathBuf, Box<dyn Error>> {
+    let venv = std::env::var_os("FACE_SEARCH_PYENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/pyenv"));
+    if !venv.join(".ready-peers").exists() {
+        let ok = |args: &[&str]| {
+            Command::new("python3")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !ok(&["--version"]) {
+            return Err(
+                "python3 is not installed: `cargo xtask peers` runs the Python peers \
+                        (hnswlib, annoy, faiss, usearch) in a virtualenv it makes with python3; \
+                        install python3 (with venv and pip, e.g. Debian's python3-venv) and run \
+                        it again. Nothing else needs Python."
+                    .into(),
+            );
+        }
+        if !ok(&["-c", "import venv, ensurepip"]) && !ok(&["-m", "pip", "--version"]) {
+            return Err(
+                "python3 has neither pip nor ensurepip: `cargo xtask peers` installs \
+                        its peers with pip into a virtualenv; install pip (e.g. Debian's \
+                        python3-venv / python3-pip) and run it again."
+                    .into(),
+            );
+        }
+        eprintln!(
+            "making the peers' Python environment (numpy, hnswlib, annoy, faiss-cpu, usearch)..."
+        );
+    }
+    let out = Command::new("bash")
+        .arg(root.join("scripts/pyenv.sh"))
+        .arg("--peers")
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("bash scripts/pyenv.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(
+            "scripts/pyenv.sh --peers failed (see above): could not make the peers' \
+                    virtualenv (is pip able to reach its package index?)"
+                .into(),
+        );
+    }
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+/// Which peers each of our engines is compared with.
+const PAIRS: [(&str, &[&str]); 3] = [
+    ("linear", &["faiss-flat"]),
+    (
+        "hnsw",
+        &[
+            "hnswlib",
+            "faiss-hnsw",
+            "faiss-hnsw-sq8",
+            "usearch",
+            "usearch-f16",
+        ],
+    ),
+    ("forest", &["annoy"]),
+];
+
+/// Best queries/s (one thread or all) among the sweep points with recall ≥ `target`.
+fn qps_at(e: &Value, field: &str, target: f64) -> Option<f64> {
+    e["sweep"]
+        .as_array()?
+        .iter()
+        .filter(|p| p["recall_at_k"].as_f64().is_some_and(|r| r >= target))
+        .filter_map(|p| p[field].as_f64())
+        .reduce(f64::max)
+}
+
+/// The ratios ours/theirs, one row per (engine, peer) pair.
+pub fn ratio_table(doc: &Value) -> String {
+    let find = |key: &str, name: &str| {
+        doc[key]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["name"] == name))
+            .cloned()
+    };
+    type Figure = (&'static str, fn(&Value) -> Option<f64>);
+    let figures: [Figure; 9] = [
+        ("build", |e| e["build_s"].as_f64()),
+        ("load", |e| e["load_s"].as_f64()),
+        ("size", |e| e["index_bytes"].as_f64()),
+        ("peakRSS", |e| e["peak_rss_bytes"].as_f64()),
+        ("median q", |e| e["query_median_s"].as_f64()),
+        ("qps1@.90", |e| qps_at(e, "qps_1t", 0.90)),
+        ("qps1@.99", |e| qps_at(e, "qps_1t", 0.99)),
+        ("qpsN@.90", |e| qps_at(e, "qps_all", 0.90)),
+        ("qpsN@.99", |e| qps_at(e, "qps_all", 0.99)),
+    ];
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "ratios ours/theirs (times, size, memory: < 1 means ours is smaller; qps: > 1 means ours \
+         is faster; qpsX@.90 = best queries/s on 1 / all threads among sweep points with \
+         recall@k >= 0.90; '-' = not reached or not measured)"
+    );
+    let _ = write!(out, "{:<22}", "ours / peer");
+    for (name, _) in &figures {
+        let _ = write!(out, " {name:>9}");
+    }
+    out.push('\n');
+    for (ours, peers) in PAIRS {
+        let Some(e) = find("engines", ours) else {
+            continue;
+        };
+        for peer in peers {
+            let Some(p) = find("peers", peer) else {
+                continue;
+            };
+            let _ = write!(out, "{:<22}", format!("{ours} / {peer}"));
+            for (_, f) in &figures {
+                let cell = match (f(&e), f(&p)) {
+                    (Some(a), Some(b)) if b > 0.0 && a.is_finite() => format!("{:.2}", a / b),
+                    _ => "-".into(),
+                };
+                let _ = write!(out, " {cell:>9}");
+            }
+            out.push('\n');
+        }
+    }
+    out
+}

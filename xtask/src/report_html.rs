@@ -1,0 +1,475 @@
+//! `report.html`: one self-contained page (inline SVG drawn here with `plotters`, inline CSS,
+//! no script, no network) with the recall–queries/s plots, bar charts of build time, load time,
+//! index size and peak memory, the notebook's table, the sweeps, and the machine and
+//! parameters.
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::prelude::*;
+use serde_json::Value;
+
+const PALETTE: [RGBColor; 12] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(0, 0, 0),
+    RGBColor(100, 100, 255),
+];
+
+/// One engine or peer as the page shows it.
+struct Entry<'a> {
+    name: String,
+    ours: bool,
+    e: &'a Value,
+}
+
+/// Writes `dir/report.html` from a bench JSON document (with `"peers"` when present) and
+/// returns its path.
+pub fn write(dir: &Path, doc: &Value) -> Result<PathBuf, Box<dyn Error>> {
+    std::fs::create_dir_all(dir)?;
+    let html = render(doc)?;
+    let path = dir.join("report.html");
+    std::fs::write(&path, html).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+fn entries(doc: &Value) -> Vec<Entry<'_>> {
+    let mut out = Vec::new();
+    for (key, ours) in [("engines", true), ("peers", false)] {
+        for e in doc[key].as_array().into_iter().flatten() {
+            let name = e["name"].as_str().unwrap_or("?");
+            out.push(Entry {
+                name: if ours {
+                    format!("{name} (ours)")
+                } else {
+                    name.to_owned()
+                },
+                ours,
+                e,
+            });
+        }
+    }
+    out
+}
+
+pub fn render(doc: &Value) -> Result<String, Box<dyn Error>> {
+    let entries = entries(doc);
+    let mut h = String::new();
+    let title = "Face-embedding search: engines compared";
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\n<style>{CSS}</style></head><body>\n<h1>{title}</h1>\n"
+    );
+    let ds = &doc["dataset"];
+    let _ = writeln!(
+        h,
+        "<p class=\"lead\">Gallery of <b>{}</b> vectors × <b>{}</b> dims ({}); recall@{} against exact \
+         search over <b>{}</b> held-out queries; cosine threshold τ = {}. Headline query \
+         <code>{}</code>, truth: <code>{}</code>.</p>",
+        doc["gallery_len"],
+        doc["dim"],
+        esc(&dataset_text(ds)),
+        doc["k"],
+        doc["queries"],
+        doc["tau"],
+        esc(doc["query_label"].as_str().unwrap_or("")),
+        esc(&join(&doc["truth"]))
+    );
+
+    h.push_str("<h2>Recall vs queries per second</h2>\n<p>Each line is one engine or peer with its speed/accuracy knob swept (HNSW <code>ef</code>, forest/annoy <code>search_k</code>, usearch <code>expansion_search</code>); up and to the right is better. Exact engines are single points. Ours: thick lines, filled dots; peers: thin lines, open dots.</p>\n<div class=\"row\">");
+    for (field, label) in [("qps_1t", "one thread"), ("qps_all", "all threads")] {
+        h.push_str("<figure>");
+        h.push_str(&recall_plot(&entries, field, label)?);
+        let _ = write!(
+            h,
+            "<figcaption>Queries/s on {label} (log scale) vs recall@{}</figcaption></figure>",
+            doc["k"]
+        );
+    }
+    h.push_str("</div>\n");
+
+    h.push_str("<h2>Build, load, size, memory</h2>\n<div class=\"row\">");
+    let bars: [(&str, &str, f64, &str); 4] = [
+        ("build_s", "Build time (s)", 1.0, "s"),
+        ("load_s", "Load time (ms)", 1e3, "ms"),
+        ("index_bytes", "Index size on disk (MB)", 1e-6, "MB"),
+        ("peak_rss_bytes", "Peak resident memory (MB)", 1e-6, "MB"),
+    ];
+    for (field, caption, scale, unit) in bars {
+        h.push_str("<figure>");
+        h.push_str(&bar_chart(&entries, field, scale, unit)?);
+        let _ = write!(h, "<figcaption>{caption}</figcaption></figure>");
+    }
+    h.push_str("</div>\n<p class=\"note\">Build time 0 or missing: the index file was given or reused from an earlier run (its recorded build time is shown when reused). Peak memory: the process's high-water mark during that engine's build, load and queries (Linux VmHWM, reset before each engine), including the gallery and queries it holds; peers each run in their own Python process.</p>\n");
+
+    h.push_str("<h2>The notebook's table</h2>\n");
+    h.push_str(&notebook_table(&entries));
+
+    h.push_str("<h2>Sweeps</h2>\n");
+    h.push_str(&sweep_tables(&entries));
+
+    h.push_str("<h2>Machine and parameters</h2>\n<table class=\"kv\">");
+    for (k, v) in doc["machine"].as_object().into_iter().flatten() {
+        let _ = write!(h, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&plain(v)));
+    }
+    h.push_str("</table>\n<pre>");
+    h.push_str(&esc(
+        &serde_json::to_string_pretty(&doc["params"]).unwrap_or_default()
+    ));
+    h.push_str("</pre>\n<pre>");
+    h.push_str(&esc(
+        &serde_json::to_string_pretty(&doc["dataset"]).unwrap_or_default()
+    ));
+    h.push_str("</pre>\n");
+    if let Some(p) = doc["peers_params"].as_object() {
+        h.push_str("<p>Peers:</p><pre>");
+        h.push_str(&esc(&serde_json::to_string_pretty(p).unwrap_or_default()));
+        h.push_str("</pre>\n");
+    }
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
+
+fn dataset_text(ds: &Value) -> String {
+    match ds["kind"].as_str() {
+        Some("synthetic") => format!(
+            "synthetic: {} people × {} images + {} random distractors, seed {}",
+            ds["identities"], ds["images_per_identity"], ds["distractors"], ds["seed"]
+        ),
+        Some("files") => format!(
+            "from {}, queries from {}",
+            ds["gallery"].as_str().unwrap_or("?"),
+            ds["queries"].as_str().unwrap_or("?")
+        ),
+        _ => "unknown source".into(),
+    }
+}
+
+fn recall_plot(entries: &[Entry<'_>], field: &str, label: &str) -> Result<String, Box<dyn Error>> {
+    type Series<'a, 'b> = (usize, &'a Entry<'b>, Vec<(f64, f64)>);
+    let series: Vec<Series<'_, '_>> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, en)| {
+            let mut pts: Vec<(f64, f64)> = en.e["sweep"]
+                .as_array()?
+                .iter()
+                .filter_map(|p| Some((p["recall_at_k"].as_f64()?, p[field].as_f64()?)))
+                .filter(|(r, q)| r.is_finite() && q.is_finite() && *q > 0.0)
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (!pts.is_empty()).then_some((i, en, pts))
+        })
+        .collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (620, 460)).into_drawing_area();
+        root.fill(&WHITE)?;
+        if series.is_empty() {
+            root.draw(&Text::new(
+                "no sweep: run with --sweep",
+                (200, 220),
+                ("sans-serif", 18),
+            ))?;
+            root.present()?;
+        } else {
+            let all = series.iter().flat_map(|s| s.2.iter());
+            let (mut lo_r, mut lo_q, mut hi_q) = (1.0f64, f64::MAX, 0.0f64);
+            for &(r, q) in all {
+                lo_r = lo_r.min(r);
+                lo_q = lo_q.min(q);
+                hi_q = hi_q.max(q);
+            }
+            let x0 = ((lo_r - 0.02) * 20.0).floor() / 20.0;
+            let x0 = x0.clamp(0.0, 0.95);
+            let y0 = 10f64.powf(lo_q.log10().floor());
+            let y1 = 10f64.powf(hi_q.log10().ceil()).max(y0 * 10.0);
+            let mut chart = ChartBuilder::on(&root)
+                .caption(format!("recall vs queries/s, {label}"), ("sans-serif", 18))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(64)
+                .build_cartesian_2d(x0..1.0f64, (y0..y1).log_scale())?;
+            chart
+                .configure_mesh()
+                .x_desc("recall@k")
+                .y_desc("queries/s")
+                .x_label_formatter(&|x| format!("{x:.2}"))
+                .y_label_formatter(&|y| si(*y))
+                .light_line_style(RGBColor(235, 235, 235))
+                .draw()?;
+            for (i, en, pts) in &series {
+                let color = PALETTE[i % PALETTE.len()];
+                let width = if en.ours { 3 } else { 1 };
+                chart
+                    .draw_series(LineSeries::new(
+                        pts.iter().copied(),
+                        color.stroke_width(width),
+                    ))?
+                    .label(en.name.clone())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(width))
+                    });
+                let ours = en.ours;
+                chart.draw_series(pts.iter().map(|&(x, y)| {
+                    if ours {
+                        Circle::new((x, y), 4, color.filled())
+                    } else {
+                        Circle::new((x, y), 4, color.stroke_width(1))
+                    }
+                }))?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .draw()?;
+            root.present()?;
+        }
+    }
+    Ok(svg)
+}
+
+fn bar_chart(
+    entries: &[Entry<'_>],
+    field: &str,
+    scale: f64,
+    unit: &str,
+) -> Result<String, Box<dyn Error>> {
+    let bars: Vec<(usize, &Entry<'_>, f64)> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, en)| Some((i, en, en.e[field].as_f64()? * scale)))
+        .filter(|b| b.2.is_finite())
+        .collect();
+    let names: Vec<String> = bars
+        .iter()
+        .map(|b| b.1.name.replace(" (ours)", "*"))
+        .collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (620, 340)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let max = bars.iter().map(|b| b.2).fold(0.0f64, f64::max);
+        let top = if max > 0.0 { max * 1.18 } else { 1.0 };
+        let n = bars.len().max(1);
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(70)
+            .y_label_area_size(64)
+            .build_cartesian_2d((0..n).into_segmented(), 0.0..top)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .light_line_style(RGBColor(235, 235, 235))
+            .y_desc(unit)
+            .y_label_formatter(&|y| si(*y))
+            .x_labels(n)
+            .x_label_style(
+                ("sans-serif", 12)
+                    .into_font()
+                    .transform(FontTransform::Rotate90),
+            )
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .draw()?;
+        for (slot, (i, en, v)) in bars.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let style = if en.ours {
+                color.filled()
+            } else {
+                color.mix(0.55).filled()
+            };
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [
+                    (SegmentValue::Exact(slot), 0.0),
+                    (SegmentValue::Exact(slot + 1), *v),
+                ],
+                style,
+            )))?;
+            chart.draw_series(std::iter::once(Text::new(
+                si(*v),
+                (SegmentValue::CenterOf(slot), *v + top * 0.07),
+                ("sans-serif", 12).into_font(),
+            )))?;
+        }
+        root.present()?;
+    }
+    Ok(svg)
+}
+
+fn notebook_table(entries: &[Entry<'_>]) -> String {
+    let mut h = String::from(
+        "<table><tr><th>engine</th><th>Load (s)</th><th>Query (s)</th><th>Total (s)</th><th>median query (ms)</th><th>recall@k</th><th>threshold recall</th><th>build (s)</th><th>index (MB)</th><th>peak RSS (MB)</th><th>knob</th><th>labels of the headline query</th></tr>\n",
+    );
+    for en in entries {
+        let e = en.e;
+        let build = match e["index_origin"].as_str() {
+            Some("given") => "given".to_owned(),
+            Some("cached") => format!("{} (cached)", num(&e["build_s"], 2)),
+            _ => num(&e["build_s"], 2),
+        };
+        let _ = writeln!(
+            h,
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            if en.ours { "ours" } else { "peer" },
+            esc(&en.name),
+            num(&e["load_s"], 4),
+            num(&e["query_s"], 6),
+            num(&e["total_s"], 4),
+            scaled(&e["query_median_s"], 1e3, 3),
+            num(&e["recall_at_k"], 3),
+            num(&e["threshold_recall"], 3),
+            build,
+            scaled(&e["index_bytes"], 1e-6, 1),
+            scaled(&e["peak_rss_bytes"], 1e-6, 0),
+            esc(e["knob"].as_str().unwrap_or("")),
+            esc(&join(&e["labels"]))
+        );
+    }
+    h.push_str("</table>\n");
+    h
+}
+
+fn sweep_tables(entries: &[Entry<'_>]) -> String {
+    let mut h = String::from("<div class=\"row\">");
+    for en in entries {
+        let Some(points) = en.e["sweep"].as_array().filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let _ = write!(
+            h,
+            "<table class=\"sweep\"><caption>{}</caption><tr><th>{}</th><th>recall@k</th><th>q/s 1 thread</th><th>q/s all</th></tr>",
+            esc(&en.name),
+            esc(points[0]["param"].as_str().unwrap_or("knob"))
+        );
+        for p in points {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                p["value"],
+                num(&p["recall_at_k"], 4),
+                num(&p["qps_1t"], 0),
+                num(&p["qps_all"], 0)
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</div>\n");
+    h
+}
+
+fn num(v: &Value, digits: usize) -> String {
+    v.as_f64().map_or("–".into(), |x| format!("{x:.digits$}"))
+}
+
+fn scaled(v: &Value, scale: f64, digits: usize) -> String {
+    v.as_f64()
+        .map_or("–".into(), |x| format!("{:.digits$}", x * scale))
+}
+
+fn join(v: &Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_str().unwrap_or("?"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "–".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A number in a short form: 1.2k, 35M, 0.004.
+fn si(x: f64) -> String {
+    let a = x.abs();
+    if a >= 1e9 {
+        format!("{:.3}G", x / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.3}M", x / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.1}k", x / 1e3)
+    } else if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else if a == 0.0 {
+        "0".into()
+    } else {
+        format!("{x:.3}")
+    }
+    .trim_end_matches(".00")
+    .to_owned()
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px auto;max-width:1300px;color:#222;padding:0 16px}\
+h1{font-size:26px}h2{margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}\
+.row{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}figcaption{text-align:center;font-size:14px;color:#555}\
+table{border-collapse:collapse;font-size:13px;margin:8px 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}\
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}tr.ours td:first-child{font-weight:bold}\
+table.sweep caption{font-weight:bold;text-align:left}table.kv td{text-align:left}\
+code{font-size:12px}pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto}.note,.lead{max-width:1100px}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn page_is_self_contained_and_has_every_engine() {
+        let doc = json!({
+            "gallery_len": 10, "dim": 4, "k": 4, "queries": 2, "tau": 0.35,
+            "query_label": "id000_1", "truth": ["id000_2"],
+            "dataset": {"kind": "synthetic"},
+            "engines": [{"name": "hnsw", "build_s": 1.5, "load_s": 0.01, "index_bytes": 1000,
+                         "peak_rss_bytes": 5e6, "labels": ["a<b"],
+                         "sweep": [{"param": "ef", "value": 10, "recall_at_k": 0.9, "qps_1t": 1000.0, "qps_all": 1900.0},
+                                   {"param": "ef", "value": 20, "recall_at_k": 0.95, "qps_1t": 800.0, "qps_all": 1500.0}]}],
+            "peers": [{"name": "hnswlib", "build_s": 2.0, "load_s": 0.02, "index_bytes": 2000,
+                       "sweep": [{"param": "ef", "value": 10, "recall_at_k": 0.91, "qps_1t": 900.0, "qps_all": 1700.0}]}],
+        });
+        let page = render(&doc).unwrap();
+        assert!(page.contains("hnsw (ours)") && page.contains("hnswlib"));
+        assert!(page.contains("a&lt;b"), "labels are escaped");
+        assert!(
+            page.matches("<svg").count() >= 6,
+            "two plots and four bar charts"
+        );
+        for remote in ["http://", "https://", "<script", "<link"] {
+            assert!(
+                !page
+                    .replace("http://www.w3.org/2000/svg", "")
+                    .contains(remote),
+                "page loads {remote}"
+            );
+        }
+    }
+}
