@@ -31,6 +31,8 @@ pub(crate) struct BuildSpec {
     pub seed: u64,
     pub iterations: usize,
     pub split: Split,
+    /// Most items in a leaf (at most Annoy's `K`).
+    pub leaf: usize,
 }
 
 /// Builds the whole file (item nodes, trees, root copies) as words.
@@ -47,22 +49,7 @@ pub(crate) fn build_forest(
     let n = data.len() / dim;
     progress.set_total((n * spec.n_trees) as u64);
 
-    let trees: Vec<Tree> = (0..spec.n_trees)
-        .into_par_iter()
-        .map(|t| {
-            let seed = spec
-                .seed
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                .wrapping_add(t as u64);
-            let mut b = TreeBuilder::new(data, layout, spec, seed, progress);
-            let mut idx: Vec<u32> = (0..n as u32).collect();
-            let root = b.make_tree(&mut idx, true);
-            Tree {
-                nodes: b.nodes,
-                root,
-            }
-        })
-        .collect();
+    let trees = build_trees(data, layout, spec, progress);
 
     let internal: usize = trees.iter().map(|t| t.nodes.len() / layout.words).sum();
     let n_nodes = n + internal + trees.len();
@@ -111,6 +98,276 @@ pub(crate) fn build_forest(
     Ok(words)
 }
 
+/// Nodes with more items than this are split level by level across all trees at once: one
+/// pass over the rows computes every tree's side for every row, so the large top levels read
+/// the gallery once per level instead of once per tree and level. Smaller subtrees are then
+/// built depth first, each on its own, while their rows sit in cache.
+const SYNC_MIN: usize = 4096;
+
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Where a subtree hangs: a tree's root, or one side of a split made by the level pass.
+#[derive(Clone, Copy)]
+enum Slot {
+    Root,
+    Child(usize, usize),
+}
+
+/// What a slot points to once everything is built.
+#[derive(Clone, Copy)]
+enum Child {
+    Pending,
+    Split(usize),
+    Sub(usize),
+}
+
+struct Task {
+    tree: usize,
+    members: Vec<u32>,
+    is_root: bool,
+    serial: u64,
+    slot: Slot,
+}
+
+/// A split made by the level pass: plane normal and offset, then the two sides' items.
+type Parted = (Vec<f32>, f32, Vec<u32>, Vec<u32>);
+
+struct SyncSplit {
+    normal: Vec<f32>,
+    offset: f32,
+    nd: u32,
+    children: [Child; 2],
+}
+
+fn build_trees(
+    data: &[f32],
+    layout: Layout,
+    spec: &BuildSpec,
+    progress: &dyn Progress,
+) -> Vec<Tree> {
+    let n = data.len() / layout.dim;
+    let t_count = spec.n_trees;
+    let sync_min = SYNC_MIN.max(2 * layout.max_bucket);
+    let mut splits: Vec<Vec<SyncSplit>> = (0..t_count).map(|_| Vec::new()).collect();
+    let mut roots = vec![Child::Pending; t_count];
+    let mut subtrees: Vec<Task> = Vec::new();
+    let mut tasks: Vec<Task> = (0..t_count)
+        .map(|t| Task {
+            tree: t,
+            members: (0..n as u32).collect(),
+            is_root: true,
+            serial: mix(spec.seed, t as u64),
+            slot: Slot::Root,
+        })
+        .collect();
+    let mut slot_of = Vec::new();
+    let mut side_of = Vec::new();
+    let attach = |splits: &mut Vec<Vec<SyncSplit>>,
+                  roots: &mut Vec<Child>,
+                  tree: usize,
+                  slot: Slot,
+                  child: Child| match slot {
+        Slot::Root => roots[tree] = child,
+        Slot::Child(a, side) => splits[tree][a].children[side] = child,
+    };
+    while !tasks.is_empty() {
+        let (big, small): (Vec<Task>, Vec<Task>) =
+            tasks.drain(..).partition(|t| t.members.len() > sync_min);
+        for task in small {
+            attach(
+                &mut splits,
+                &mut roots,
+                task.tree,
+                task.slot,
+                Child::Sub(subtrees.len()),
+            );
+            subtrees.push(task);
+        }
+        if big.is_empty() {
+            break;
+        }
+        // Planes, one per task.
+        let planes: Vec<(Vec<f32>, f32)> = big
+            .par_iter()
+            .map(|task| {
+                let mut b = TreeBuilder::new(data, layout, spec, task.serial, progress);
+                b.two_means_plane(&task.members)
+            })
+            .collect();
+        // One pass over the rows: every tree's side for every row (row-major: T per row).
+        slot_of.clear();
+        slot_of.resize(n * t_count, u32::MAX);
+        for (k, task) in big.iter().enumerate() {
+            for &m in &task.members {
+                slot_of[m as usize * t_count + task.tree] = k as u32;
+            }
+        }
+        side_of.clear();
+        side_of.resize(n * t_count, 0u8);
+        const ROWS: usize = 256;
+        let dot = dot_kernel();
+        side_of
+            .par_chunks_mut(ROWS * t_count)
+            .zip(slot_of.par_chunks(ROWS * t_count))
+            .enumerate()
+            .for_each(|(c, (sides, slots))| {
+                for (r, (sides, slots)) in sides
+                    .chunks_mut(t_count)
+                    .zip(slots.chunks(t_count))
+                    .enumerate()
+                {
+                    let i = c * ROWS + r;
+                    let x = &data[i * layout.dim..(i + 1) * layout.dim];
+                    for (side, &k) in sides.iter_mut().zip(slots) {
+                        if k != u32::MAX {
+                            let (normal, offset) = &planes[k as usize];
+                            let m = offset + dot(normal, x);
+                            *side = if m > 0.0 {
+                                1
+                            } else if m < 0.0 {
+                                0
+                            } else {
+                                2
+                            };
+                        }
+                    }
+                }
+            });
+        // Partition each task; a poor split is redone on the task's own rows.
+        let parts: Vec<Parted> = big
+            .par_iter()
+            .zip(planes)
+            .map(|(task, (normal, offset))| {
+                let mut b = TreeBuilder::new(data, layout, spec, mix(task.serial, 7), progress);
+                b.sides.clear();
+                for &m in &task.members {
+                    let s = side_of[m as usize * t_count + task.tree];
+                    let s = if s == 2 {
+                        b.rng.random::<bool>()
+                    } else {
+                        s == 1
+                    };
+                    b.sides.push(s);
+                }
+                let ones = b.sides.iter().filter(|&&s| s).count();
+                let (normal, offset) = if split_imbalance(task.members.len() - ones, ones) < 0.95 {
+                    (normal, offset)
+                } else {
+                    b.choose_split(&task.members)
+                };
+                let (mut left, mut right) = (Vec::new(), Vec::new());
+                for (&m, &s) in task.members.iter().zip(&b.sides) {
+                    if s { right.push(m) } else { left.push(m) }
+                }
+                (normal, offset, left, right)
+            })
+            .collect();
+        for (task, (normal, offset, left, right)) in big.into_iter().zip(parts) {
+            let nd = if task.is_root {
+                n
+            } else {
+                task.members.len().max(layout.max_bucket + 1)
+            };
+            let a = splits[task.tree].len();
+            splits[task.tree].push(SyncSplit {
+                normal,
+                offset,
+                nd: nd as u32,
+                children: [Child::Pending; 2],
+            });
+            attach(
+                &mut splits,
+                &mut roots,
+                task.tree,
+                task.slot,
+                Child::Split(a),
+            );
+            for (side, members) in [left, right].into_iter().enumerate() {
+                tasks.push(Task {
+                    tree: task.tree,
+                    members,
+                    is_root: false,
+                    serial: mix(task.serial, side as u64 + 1),
+                    slot: Slot::Child(a, side),
+                });
+            }
+        }
+    }
+
+    // The small subtrees, depth first, in parallel.
+    let built: Vec<Tree> = subtrees
+        .par_iter_mut()
+        .map(|task| {
+            let mut b = TreeBuilder::new(data, layout, spec, task.serial, progress);
+            let root = b.make_tree(&mut task.members, task.is_root);
+            Tree {
+                nodes: b.nodes,
+                root,
+            }
+        })
+        .collect();
+
+    // Each tree in Annoy's order: children before parents.
+    (0..t_count)
+        .into_par_iter()
+        .map(|t| {
+            let mut out = Vec::new();
+            let root = emit(roots[t], &splits[t], &built, layout, n, &mut out);
+            Tree { nodes: out, root }
+        })
+        .collect()
+}
+
+/// Appends the subtree at `child` to `out` (children first) and returns its ref.
+fn emit(
+    child: Child,
+    splits: &[SyncSplit],
+    built: &[Tree],
+    layout: Layout,
+    n: usize,
+    out: &mut Vec<u32>,
+) -> u32 {
+    match child {
+        Child::Pending => unreachable!("every slot is filled"),
+        Child::Sub(s) => {
+            let tree = &built[s];
+            let base = out.len() / layout.words;
+            let remap = |r: u32| if (r as usize) < n { r } else { r + base as u32 };
+            for node in tree.nodes.chunks_exact(layout.words) {
+                let start = out.len();
+                out.extend_from_slice(node);
+                if node[0] as usize > layout.max_bucket {
+                    for c in &mut out[start + layout.children..start + layout.children + 2] {
+                        *c = remap(*c);
+                    }
+                }
+            }
+            remap(tree.root)
+        }
+        Child::Split(a) => {
+            let split = &splits[a];
+            let c0 = emit(split.children[0], splits, built, layout, n, out);
+            let c1 = emit(split.children[1], splits, built, layout, n, out);
+            let start = out.len();
+            out.resize(start + layout.words, 0);
+            let node = &mut out[start..];
+            node[0] = split.nd;
+            node[layout.children] = c0;
+            node[layout.children + 1] = c1;
+            if layout.metric == Metric::Euclidean {
+                node[1] = split.offset.to_bits();
+            }
+            node[layout.v..].copy_from_slice(bytemuck::cast_slice(&split.normal));
+            (n + start / layout.words) as u32
+        }
+    }
+}
+
 struct Tree {
     /// Local nodes, children before parents. Child refs below `n` are items; `n + j` is local
     /// node `j`.
@@ -124,6 +381,7 @@ struct TreeBuilder<'a> {
     n: usize,
     iterations: usize,
     split: Split,
+    leaf: usize,
     rng: Xoshiro256PlusPlus,
     dot: DotFn,
     progress: &'a dyn Progress,
@@ -131,6 +389,7 @@ struct TreeBuilder<'a> {
     /// Scratch: one side per index of the node being split.
     sides: Vec<bool>,
     best_sides: Vec<bool>,
+    right: Vec<u32>,
 }
 
 impl<'a> TreeBuilder<'a> {
@@ -147,12 +406,14 @@ impl<'a> TreeBuilder<'a> {
             n: data.len() / layout.dim,
             iterations: spec.iterations,
             split: spec.split,
+            leaf: spec.leaf.clamp(1, layout.max_bucket),
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             dot: dot_kernel(),
             progress,
             nodes: Vec::new(),
             sides: Vec::new(),
             best_sides: Vec::new(),
+            right: Vec::new(),
         }
     }
 
@@ -177,7 +438,14 @@ impl<'a> TreeBuilder<'a> {
             self.progress.advance(1);
             return idx[0];
         }
-        if idx.len() <= l.max_bucket && (!is_root || self.n <= l.max_bucket || idx.len() == 1) {
+        // Roots must claim every item (that is how readers find them), so a root is a bucket
+        // exactly when Annoy's would be: when all items fit in one.
+        let bucket = if is_root {
+            idx.len() <= l.max_bucket
+        } else {
+            idx.len() <= self.leaf
+        };
+        if bucket {
             self.progress.advance(idx.len() as u64);
             let nd = if is_root { self.n } else { idx.len() } as u32;
             return self.push_node(|node| {
@@ -187,19 +455,26 @@ impl<'a> TreeBuilder<'a> {
         }
 
         let (normal, offset) = self.choose_split(idx);
-        // Partition: side 0 first, side 1 after (sides computed by choose_split).
+        // Stable partition: side 0 first, side 1 after (sides computed by choose_split), each
+        // in increasing id order, so that the next level reads rows in address order.
+        self.right.clear();
         let mut left = 0;
-        let mut right = idx.len();
-        while left < right {
-            if !self.sides[left] {
-                left += 1;
+        for j in 0..idx.len() {
+            if self.sides[j] {
+                self.right.push(idx[j]);
             } else {
-                right -= 1;
-                idx.swap(left, right);
-                self.sides.swap(left, right);
+                idx[left] = idx[j];
+                left += 1;
             }
         }
-        let nd = if is_root { self.n } else { idx.len() } as u32;
+        idx[left..].copy_from_slice(&self.right);
+        // A split node with at most K items would read as a bucket: it claims K + 1 (readers use
+        // a split node's count only to tell it from a bucket).
+        let nd = if is_root {
+            self.n
+        } else {
+            idx.len().max(l.max_bucket + 1)
+        } as u32;
         let (side0, side1) = idx.split_at_mut(left);
         // Smaller side first, as Annoy does.
         let (c0, c1) = if side0.len() <= side1.len() {
@@ -297,31 +572,37 @@ impl<'a> TreeBuilder<'a> {
         for _ in 0..self.iterations {
             let pick = idx[self.rng.random_range(0..count)];
             let x = self.row(pick);
-            let (di, dj, norm) = if cosine {
-                let xx = dot(x, x);
-                let dist = |c: &[f32], cc: f32| {
+            if cosine {
+                // Annoy's update, with the squared norms of the means kept up to date from the
+                // dot products already at hand instead of recomputed.
+                // Rows arrive normalised (see `build_forest`): |x| = 1.
+                let (xx, norm) = (1.0f32, 1.0f32);
+                let (px, qx) = (dot(&p, x), dot(&q, x));
+                let dist = |cx: f32, cc: f32| {
                     let d = cc * xx;
                     if d > 0.0 {
-                        2.0 - 2.0 * dot(c, x) / d.sqrt()
+                        2.0 - 2.0 * cx / d.sqrt()
                     } else {
                         2.0
                     }
                 };
-                (ic * dist(&p, pp), jc * dist(&q, qq), xx.sqrt())
+                let (di, dj) = (ic * dist(px, pp), jc * dist(qx, qq));
+                if di < dj {
+                    pp = update_mean(&mut p, x, norm, ic, pp, px / norm, 1.0);
+                    ic += 1.0;
+                } else if dj < di {
+                    qq = update_mean(&mut q, x, norm, jc, qq, qx / norm, 1.0);
+                    jc += 1.0;
+                }
             } else {
-                (ic * sq_dist(&p, x), jc * sq_dist(&q, x), 1.0)
-            };
-            if norm.is_nan() || norm <= 0.0 {
-                continue;
-            }
-            if di < dj {
-                update_mean(&mut p, x, norm, ic);
-                pp = dot(&p, &p);
-                ic += 1.0;
-            } else if dj < di {
-                update_mean(&mut q, x, norm, jc);
-                qq = dot(&q, &q);
-                jc += 1.0;
+                let (di, dj) = (ic * sq_dist(&p, x), jc * sq_dist(&q, x));
+                if di < dj {
+                    update_mean(&mut p, x, 1.0, ic, 0.0, 0.0, 0.0);
+                    ic += 1.0;
+                } else if dj < di {
+                    update_mean(&mut q, x, 1.0, jc, 0.0, 0.0, 0.0);
+                    jc += 1.0;
+                }
             }
         }
         let mut normal: Vec<f32> = p.iter().zip(&q).map(|(a, b)| a - b).collect();
@@ -352,10 +633,16 @@ fn normalize(v: &mut [f32], dot: DotFn) {
     }
 }
 
-fn update_mean(mean: &mut [f32], x: &[f32], norm: f32, c: f32) {
+/// Annoy's running mean: `mean = (mean·c + x/norm) / (c + 1)`. Returns the new squared norm
+/// of the mean from the old one, `mean·x/norm` and `‖x/norm‖²` (exact up to rounding).
+fn update_mean(mean: &mut [f32], x: &[f32], norm: f32, c: f32, mm: f32, mx: f32, xx: f32) -> f32 {
+    let (a, b) = (c / (c + 1.0), 1.0 / (norm * (c + 1.0)));
     for (m, &v) in mean.iter_mut().zip(x) {
-        *m = (*m * c + v / norm) / (c + 1.0);
+        *m = *m * a + v * b;
     }
+    let a2 = c / (c + 1.0);
+    let b2 = 1.0 / (c + 1.0);
+    a2 * a2 * mm + 2.0 * a2 * b2 * mx + b2 * b2 * xx
 }
 
 fn sq_dist(a: &[f32], b: &[f32]) -> f32 {

@@ -7,7 +7,8 @@
 //! `AnnoyIndex(dim, "angular").load(path)` opens it; and serves queries itself from a memory
 //! map, validated on opening, with the same candidates as Annoy for the same `search_k`.
 //! The speed/accuracy knob is `search_k` ([`SearchIndex::knob`]); unset, it is Annoy's
-//! default, `k × n_trees`.
+//! default `k × n_trees` but at least 5% of the items ([`ForestIndex::default_search_k`]).
+//! [`ForestIndex::nns_by_vector`] is Annoy's `get_nns_by_vector`, defaults included.
 //!
 //! # Example
 //! ```
@@ -37,7 +38,7 @@ mod layout;
 mod search;
 
 pub use build::Split;
-pub use index::{ForestIndex, ForestParams, THRESHOLD_K};
+pub use index::{DEFAULT_FRACTION, DEFAULT_LEAF_SIZE, ForestIndex, ForestParams, THRESHOLD_K};
 pub use layout::Metric;
 
 pub use embed_store::SearchIndex;

@@ -51,6 +51,7 @@ proptest! {
         euclidean in any::<bool>(),
         best_of in 0u8..3,
         tau in -0.2f32..0.9,
+        leaf_size in proptest::option::of(1usize..16),
     ) {
         let flat: Vec<f32> = rows.iter().flatten().copied().collect();
         let gallery = Vectors::new(12, flat).unwrap();
@@ -59,6 +60,7 @@ proptest! {
             seed,
             metric: if euclidean { Metric::Euclidean } else { Metric::Angular },
             split: if best_of == 0 { Split::TwoMeans } else { Split::BestOf(best_of + 1) },
+            leaf_size,
             ..Default::default()
         };
         let mut forest = ForestIndex::build(gallery.view(), &params, &()).unwrap();

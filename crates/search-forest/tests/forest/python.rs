@@ -127,7 +127,8 @@ fn we_open_files_python_annoy_wrote_and_answer_like_it() {
 #[test]
 fn python_annoy_opens_our_files_and_answers_like_us() {
     let dir = tempfile::tempdir().unwrap();
-    let (dim, n, n_trees) = (24, 1500, 8);
+    // More than 4096 items: the top levels are built by the all-trees level pass.
+    let (dim, n, n_trees) = (24, 6000, 8);
     let gallery = crate::common::gallery(n, dim, 31);
     let queries = crate::common::gallery(15, dim, 32);
     let queries: Vec<Vec<f32>> = queries

@@ -86,3 +86,30 @@ fn tiny_galleries_have_bucket_roots() {
         assert_eq!(hits[0].id as usize, n - 1);
     }
 }
+
+#[test]
+fn large_builds_are_deterministic_and_exact_with_every_candidate() {
+    // Above 4096 items the top levels of all trees are split together, level by level.
+    let (n, dim, n_trees) = (9000, 16, 3);
+    let gallery = crate::common::gallery(n, dim, 17);
+    let p = ForestParams {
+        n_trees,
+        seed: 3,
+        ..Default::default()
+    };
+    let mut a = ForestIndex::build(gallery.view(), &p, &()).unwrap();
+    let b = ForestIndex::build(gallery.view(), &p, &()).unwrap();
+    assert_eq!(a.as_bytes(), b.as_bytes());
+    assert_eq!(a.n_trees(), n_trees);
+    a.set_knob(n * n_trees).unwrap();
+    let linear =
+        search_linear::LinearIndex::build(gallery.view(), &Default::default(), &()).unwrap();
+    let queries = crate::common::gallery(10, dim, 71);
+    for q in queries.as_slice().chunks_exact(dim) {
+        let got = a.search(q, 10).unwrap();
+        let want = linear.search(q, 10).unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g.score - w.score).abs() < 1e-5, "{g:?} vs {w:?}");
+        }
+    }
+}
