@@ -63,6 +63,22 @@ fn parse() -> Args {
     a
 }
 
+/// CPU seconds this process has used (user + system, all threads), from /proc/self/stat: on a
+/// shared machine the wall clock also counts time spent waiting for a core.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // Clock ticks are 100 per second on Linux x86-64.
+    f.iter().sum::<f64>() / 100.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -120,26 +136,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut index = LinearIndex::load(&idx)?;
     let (n, dim) = (index.len(), index.dim());
 
-    let single = |index: &LinearIndex| -> Result<(f64, f64, Vec<Vec<u32>>), embed_store::Error> {
-        let mut times = Vec::new();
-        let mut bytes = 0usize;
-        let mut ids = Vec::new();
-        for r in 0..a.repeats {
-            for q in queries.view().rows().take(a.single_queries) {
-                let (out, t) = timed(|| index.search_with_stats(q, a.k));
-                let (hits, stats) = out?;
-                times.push(t);
-                if r == 0 {
-                    bytes += stats.bytes;
-                    ids.push(hits.iter().map(|h| h.id).collect());
+    let single =
+        |index: &LinearIndex| -> Result<(f64, f64, f64, Vec<Vec<u32>>), embed_store::Error> {
+            let cpu0 = cpu_seconds();
+            let mut times = Vec::new();
+            let mut bytes = 0usize;
+            let mut ids = Vec::new();
+            for r in 0..a.repeats {
+                for q in queries.view().rows().take(a.single_queries) {
+                    let (out, t) = timed(|| index.search_with_stats(q, a.k));
+                    let (hits, stats) = out?;
+                    times.push(t);
+                    if r == 0 {
+                        bytes += stats.bytes;
+                        ids.push(hits.iter().map(|h| h.id).collect());
+                    }
                 }
             }
-        }
-        Ok((median(times), bytes as f64 / ids.len() as f64, ids))
-    };
-    let (single_s, single_bytes, ids) = single(&index)?;
+            let cpu = (cpu_seconds() - cpu0) / times.len() as f64;
+            Ok((median(times), cpu, bytes as f64 / ids.len() as f64, ids))
+        };
+    let (single_s, single_cpu_s, single_bytes, ids) = single(&index)?;
     index.set_scan_mode(ScanMode::F32)?;
-    let (single_f32_s, single_f32_bytes, ids_f32) = single(&index)?;
+    let (single_f32_s, _, single_f32_bytes, ids_f32) = single(&index)?;
     assert_eq!(ids, ids_f32, "compact and f32 scans disagree");
     index.set_scan_mode(ScanMode::Auto)?;
 
@@ -155,11 +174,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let thr_bytes = thr_bytes as f64 / thr.len() as f64;
     let mut batch = Vec::new();
     let mut batch_ids = Vec::new();
+    let cpu0 = cpu_seconds();
     for _ in 0..a.repeats {
         let (hits, t) = timed(|| index.search_batch(queries.view(), a.k));
         batch.push(t);
         batch_ids = hits?;
     }
+    let batch_cpu_s = (cpu_seconds() - cpu0) / batch.len() as f64;
     let batch_ids: Vec<Vec<u32>> = batch_ids
         .iter()
         .map(|h| h.iter().map(|h| h.id).collect())
@@ -186,8 +207,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{{\"engine\":\"search-linear\",\"n\":{n},\"dim\":{dim},\"queries\":{},\"k\":{},\"tau\":{},\
          \"threads\":{},\"kernel\":\"{}+{}\",\"build_s\":{},\"index_bytes\":{file_bytes},\
-         \"load_s\":{},\"load_first_query_s\":{},\"single_s\":{},\"single_bytes\":{},\
-         \"single_f32_s\":{},\"single_f32_bytes\":{},\"threshold_s\":{},\"threshold_bytes\":{},\"batch_s\":{},\
+         \"load_s\":{},\"load_first_query_s\":{},\"single_s\":{},\"single_cpu_s\":{},\"single_bytes\":{},\
+         \"single_f32_s\":{},\"single_f32_bytes\":{},\"threshold_s\":{},\"threshold_bytes\":{},\"batch_s\":{},\"batch_cpu_s\":{},\
          \"batch_threshold_s\":{},\"ids\":[{}]}}",
         queries.len(),
         a.k,
@@ -199,12 +220,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         median(loads),
         median(first_query),
         single_s,
+        single_cpu_s,
         single_bytes,
         single_f32_s,
         single_f32_bytes,
         median(thr),
         thr_bytes,
         median(batch),
+        batch_cpu_s,
         median(batch_thr),
         ids_json.join(",")
     );
