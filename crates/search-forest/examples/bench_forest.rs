@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release -p search-forest --example bench_forest -- OUT_DIR [--distractors N]
 //!     [--trees T] [--sweep 80,400,...] [--split two-means|best-of-R] [--repeat R]
-//!     [--annoy-rs] [--reuse]
+//!     [--leaf N|annoy] [--annoy-rs] [--reuse]
 //! ```
 //! Prints one JSON object (build, size, load, and per search_k: recall@4 and query time).
 
@@ -66,7 +66,7 @@ fn parse() -> Args {
         repeat: 5,
         annoy_rs: false,
         reuse: false,
-        leaf: None,
+        leaf: ForestParams::default().leaf_size,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().expect("flag needs a value");
@@ -85,7 +85,8 @@ fn parse() -> Args {
             }
             "--annoy-rs" => a.annoy_rs = true,
             "--reuse" => a.reuse = true,
-            "--leaf" => a.leaf = Some(value().parse().unwrap()),
+            // A number, or "annoy" for Annoy's own leaves (K = dim + 2).
+            "--leaf" => a.leaf = value().parse().ok(),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -206,11 +207,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         extra = annoy_rs_figures(&path, dim, &rows, &index)?;
     }
     println!(
-        "{{\"engine\":\"ours\",\"kernel\":\"{}\",\"n\":{},\"dim\":{dim},\"trees\":{},\"split\":\"{:?}\",\"build_s\":{build_s:.3},\"build_cpu_s\":{build_cpu_s:.2},\"index_bytes\":{size},\"load_ms\":{:.4},\"threshold_recall\":{:.4},\"sweep\":[{}]{extra}}}",
+        "{{\"engine\":\"ours\",\"kernel\":\"{}\",\"n\":{},\"dim\":{dim},\"trees\":{},\"split\":\"{:?}\",\"leaf\":\"{:?}\",\"build_s\":{build_s:.3},\"build_cpu_s\":{build_cpu_s:.2},\"index_bytes\":{size},\"load_ms\":{:.4},\"threshold_recall\":{:.4},\"sweep\":[{}]{extra}}}",
         embed_store::kernels::dot_kernel_name(),
         gallery.len(),
         index.n_trees(),
         args.split,
+        args.leaf,
         load_s * 1e3,
         tp as f64 / total.max(1) as f64,
         sweep.join(",")

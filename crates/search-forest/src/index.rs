@@ -238,9 +238,9 @@ impl ForestIndex {
                 .gather(&q, search_k, dot, s)
                 .map_err(|node| self.damaged(node))?;
             s.hits.clear();
-            const AHEAD: usize = 4;
+            const AHEAD: usize = 6;
             for (n, &i) in s.cands.iter().enumerate() {
-                if false && let Some(&next) = s.cands.get(n + AHEAD) {
+                if let Some(&next) = s.cands.get(n + AHEAD) {
                     forest.prefetch(next as usize);
                 }
                 let i = i as usize;
@@ -375,7 +375,7 @@ impl SearchIndex for ForestIndex {
 
     fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         check_k(k)?;
-        let search_k = self.search_k.unwrap_or(k.saturating_mul(self.n_trees()));
+        let search_k = self.search_k.unwrap_or_else(|| self.default_search_k(k));
         self.scored(query, search_k, |hits| {
             top_k(hits, k);
             hits.clone()

@@ -203,7 +203,7 @@ impl<'a> Forest<'a> {
             let start = i * self.layout.words;
             if start < self.words.len() {
                 let p = self.words[start..].as_ptr() as *const i8;
-                let lines = (self.layout.words * 4).div_ceil(64).min(40);
+                let lines = (self.layout.words * 4).div_ceil(64).min(8);
                 for l in 0..lines {
                     // SAFETY: prefetch is only a hint and never faults; the address stays
                     // within (or one line past) the node, computed with wrapping arithmetic.

@@ -89,6 +89,9 @@ fn default_search_k_finds_exact_duplicates_of_the_query() {
     let forest = ForestIndex::build(gallery.view(), &ForestParams::default(), &()).unwrap();
     assert_eq!(forest.n_trees(), 20);
     assert_eq!(forest.knob().unwrap().name, "search_k");
+    // Annoy's k * n_trees, but at least n / 20.
+    assert_eq!(forest.default_search_k(4), 150);
+    assert_eq!(forest.default_search_k(10), 200);
     for i in (0..3000).step_by(97) {
         let hits = forest.search(gallery.row(i), 4).unwrap();
         assert_eq!(hits[0].id as usize, i, "query {i}");
