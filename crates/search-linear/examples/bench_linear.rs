@@ -79,6 +79,9 @@ fn cpu_seconds() -> f64 {
     f.iter().sum::<f64>() / 100.0
 }
 
+/// Median wall seconds, mean CPU seconds, mean bytes read, and the ids found per query.
+type SingleRun = (f64, f64, f64, Vec<Vec<u32>>);
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
