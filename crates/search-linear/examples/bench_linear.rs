@@ -139,26 +139,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut index = LinearIndex::load(&idx)?;
     let (n, dim) = (index.len(), index.dim());
 
-    let single =
-        |index: &LinearIndex| -> Result<(f64, f64, f64, Vec<Vec<u32>>), embed_store::Error> {
-            let cpu0 = cpu_seconds();
-            let mut times = Vec::new();
-            let mut bytes = 0usize;
-            let mut ids = Vec::new();
-            for r in 0..a.repeats {
-                for q in queries.view().rows().take(a.single_queries) {
-                    let (out, t) = timed(|| index.search_with_stats(q, a.k));
-                    let (hits, stats) = out?;
-                    times.push(t);
-                    if r == 0 {
-                        bytes += stats.bytes;
-                        ids.push(hits.iter().map(|h| h.id).collect());
-                    }
+    let single = |index: &LinearIndex| -> Result<SingleRun, embed_store::Error> {
+        let cpu0 = cpu_seconds();
+        let mut times = Vec::new();
+        let mut bytes = 0usize;
+        let mut ids = Vec::new();
+        for r in 0..a.repeats {
+            for q in queries.view().rows().take(a.single_queries) {
+                let (out, t) = timed(|| index.search_with_stats(q, a.k));
+                let (hits, stats) = out?;
+                times.push(t);
+                if r == 0 {
+                    bytes += stats.bytes;
+                    ids.push(hits.iter().map(|h| h.id).collect());
                 }
             }
-            let cpu = (cpu_seconds() - cpu0) / times.len() as f64;
-            Ok((median(times), cpu, bytes as f64 / ids.len() as f64, ids))
-        };
+        }
+        let cpu = (cpu_seconds() - cpu0) / times.len() as f64;
+        Ok((median(times), cpu, bytes as f64 / ids.len() as f64, ids))
+    };
     let (single_s, single_cpu_s, single_bytes, ids) = single(&index)?;
     index.set_scan_mode(ScanMode::F32)?;
     let (single_f32_s, _, single_f32_bytes, ids_f32) = single(&index)?;
