@@ -33,6 +33,8 @@ pub enum Task {
     /// same JSON, and prints the ratios ours/theirs. Stops with a clear message when python3 or
     /// pip is missing. Never needed by the crates or by `cargo test`.
     Peers(PeersArgs),
+    /// Write report.html again from a bench JSON (with its peers), without measuring anything.
+    Report(ReportArgs),
     /// Render a report.html (written by --report) in headless Chromium to a PNG, to check it.
     Screenshot(ScreenshotArgs),
 }
@@ -87,6 +89,16 @@ pub struct PeersArgs {
     /// Also write report.html (with the peers) to this folder.
     #[arg(long)]
     pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The bench's JSON (from `cargo xtask bench --json`, maybe with peers).
+    #[arg(long, default_value = "results/bench.json")]
+    pub json: PathBuf,
+    /// Folder to write report.html to.
+    #[arg(long, default_value = "results/report")]
+    pub report: PathBuf,
 }
 
 #[derive(Debug, Args)]

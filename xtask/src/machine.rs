@@ -30,7 +30,37 @@ pub fn describe() -> Value {
         "arch": std::env::consts::ARCH,
         "kernel": kernel,
         "dot_kernel": embed_store::kernels::dot_kernel_name(),
-        "measured_unix_s": unix,
+        "measured_utc": utc(unix),
         "note": "machine shared with other jobs while measuring: timings are noisy",
     })
+}
+
+/// `2026-11-24 07:20 UTC` from seconds since 1970 (Howard Hinnant's days-to-civil).
+fn utc(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(super::utc(1_795_504_077), "2026-11-24 06:27 UTC");
+    }
 }

@@ -7,6 +7,7 @@
 //!   user's own data, `--report DIR` an HTML report.
 //! - `peers`: the same data through Python hnswlib, annoy, faiss and usearch, merged into the
 //!   bench's JSON, with a table of ratios ours/theirs.
+//! - `report`: report.html again from a bench JSON.
 //! - `screenshot`: renders report.html in headless Chromium to a PNG.
 //!
 //! Every flag is declared in [`cli`]; each task lives in its own module.
@@ -25,6 +26,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.task {
         cli::Task::Bench(args) => bench::run(&args),
         cli::Task::Peers(args) => peers::run(&args),
+        cli::Task::Report(args) => report_html::run(&args),
         cli::Task::Screenshot(args) => screenshot::run(&args),
     };
     match result {

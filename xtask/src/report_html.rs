@@ -33,6 +33,15 @@ struct Entry<'a> {
     e: &'a Value,
 }
 
+/// `cargo xtask report`: the page again from a JSON file.
+pub fn run(args: &crate::cli::ReportArgs) -> Result<(), Box<dyn Error>> {
+    let text =
+        std::fs::read_to_string(&args.json).map_err(|e| format!("{}: {e}", args.json.display()))?;
+    let page = write(&args.report, &serde_json::from_str(&text)?)?;
+    eprintln!("wrote {}", page.display());
+    Ok(())
+}
+
 /// Writes `dir/report.html` from a bench JSON document (with `"peers"` when present) and
 /// returns its path.
 pub fn write(dir: &Path, doc: &Value) -> Result<PathBuf, Box<dyn Error>> {
@@ -81,7 +90,9 @@ pub fn render(doc: &Value) -> Result<String, Box<dyn Error>> {
         esc(&dataset_text(ds)),
         doc["k"],
         doc["queries"],
-        doc["tau"],
+        doc["tau"]
+            .as_f64()
+            .map_or("?".into(), |t| (t as f32).to_string()),
         esc(doc["query_label"].as_str().unwrap_or("")),
         esc(&join(&doc["truth"]))
     );
@@ -112,6 +123,11 @@ pub fn render(doc: &Value) -> Result<String, Box<dyn Error>> {
     }
     h.push_str("</div>\n<p class=\"note\">Build time 0 or missing: the index file was given or reused from an earlier run (its recorded build time is shown when reused). Peak memory: the process's high-water mark during that engine's build, load and queries (Linux VmHWM, reset before each engine), including the gallery and queries it holds; peers each run in their own Python process.</p>\n");
 
+    if doc["peers"].is_array() {
+        h.push_str("<h2>Ours / theirs</h2>\n<pre>");
+        h.push_str(&esc(&crate::peers::ratio_table(doc)));
+        h.push_str("</pre>\n");
+    }
     h.push_str("<h2>The notebook's table</h2>\n");
     h.push_str(&notebook_table(&entries));
 
@@ -122,15 +138,14 @@ pub fn render(doc: &Value) -> Result<String, Box<dyn Error>> {
     for (k, v) in doc["machine"].as_object().into_iter().flatten() {
         let _ = write!(h, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&plain(v)));
     }
-    h.push_str("</table>\n<pre>");
-    h.push_str(&esc(
-        &serde_json::to_string_pretty(&doc["params"]).unwrap_or_default()
-    ));
-    h.push_str("</pre>\n<pre>");
-    h.push_str(&esc(
-        &serde_json::to_string_pretty(&doc["dataset"]).unwrap_or_default()
-    ));
-    h.push_str("</pre>\n");
+    for (section, key) in [("parameters", "params"), ("dataset", "dataset")] {
+        let mut flat = Vec::new();
+        flatten(section, &doc[key], &mut flat);
+        for (k, v) in flat {
+            let _ = write!(h, "<tr><th>{}</th><td>{}</td></tr>", esc(&k), esc(&v));
+        }
+    }
+    h.push_str("</table>\n");
     if let Some(p) = doc["peers_params"].as_object() {
         h.push_str("<p>Peers:</p><pre>");
         h.push_str(&esc(&serde_json::to_string_pretty(p).unwrap_or_default()));
@@ -173,7 +188,7 @@ fn recall_plot(entries: &[Entry<'_>], field: &str, label: &str) -> Result<String
         .collect();
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (620, 460)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (600, 450)).into_drawing_area();
         root.fill(&WHITE)?;
         if series.is_empty() {
             root.draw(&Text::new(
@@ -254,56 +269,53 @@ fn bar_chart(
         .filter_map(|(i, en)| Some((i, en, en.e[field].as_f64()? * scale)))
         .filter(|b| b.2.is_finite())
         .collect();
-    let names: Vec<String> = bars
-        .iter()
-        .map(|b| b.1.name.replace(" (ours)", "*"))
-        .collect();
+    let names: Vec<String> = bars.iter().map(|b| b.1.name.clone()).collect();
+    let n = bars.len().max(1);
+    let height = 70 + 30 * n as u32;
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (620, 340)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (600, height)).into_drawing_area();
         root.fill(&WHITE)?;
         let max = bars.iter().map(|b| b.2).fold(0.0f64, f64::max);
-        let top = if max > 0.0 { max * 1.18 } else { 1.0 };
-        let n = bars.len().max(1);
+        let right = if max > 0.0 { max * 1.25 } else { 1.0 };
         let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(70)
-            .y_label_area_size(64)
-            .build_cartesian_2d((0..n).into_segmented(), 0.0..top)?;
+            .margin(10)
+            .x_label_area_size(34)
+            .y_label_area_size(130)
+            .build_cartesian_2d(0.0..right, (0..n as i32 - 1).into_segmented())?;
         chart
             .configure_mesh()
-            .disable_x_mesh()
+            .disable_y_mesh()
             .light_line_style(RGBColor(235, 235, 235))
-            .y_desc(unit)
-            .y_label_formatter(&|y| si(*y))
-            .x_labels(n)
-            .x_label_style(
-                ("sans-serif", 12)
-                    .into_font()
-                    .transform(FontTransform::Rotate90),
-            )
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
+            .x_desc(unit)
+            .x_label_formatter(&|x| si(*x))
+            .y_labels(n)
+            .y_label_style(("sans-serif", 13))
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
                 _ => String::new(),
             })
             .draw()?;
         for (slot, (i, en, v)) in bars.iter().enumerate() {
+            let slot = slot as i32;
             let color = PALETTE[i % PALETTE.len()];
             let style = if en.ours {
                 color.filled()
             } else {
-                color.mix(0.55).filled()
+                color.mix(0.5).filled()
             };
-            chart.draw_series(std::iter::once(Rectangle::new(
+            let mut bar = Rectangle::new(
                 [
-                    (SegmentValue::Exact(slot), 0.0),
-                    (SegmentValue::Exact(slot + 1), *v),
+                    (0.0, SegmentValue::Exact(slot)),
+                    (*v, SegmentValue::Exact(slot + 1)),
                 ],
                 style,
-            )))?;
+            );
+            bar.set_margin(3, 3, 0, 0);
+            chart.draw_series(std::iter::once(bar))?;
             chart.draw_series(std::iter::once(Text::new(
                 si(*v),
-                (SegmentValue::CenterOf(slot), *v + top * 0.07),
+                (*v + right * 0.01, SegmentValue::CenterOf(slot)),
                 ("sans-serif", 12).into_font(),
             )))?;
         }
@@ -393,6 +405,26 @@ fn join(v: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// `{"hnsw": {"m": 48}}` as `("prefix.hnsw.m", "48")` rows; arrays of scalars on one line.
+fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                flatten(&format!("{prefix}.{k}"), v, out);
+            }
+        }
+        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+            let joined: Vec<String> = items.iter().map(plain).collect();
+            out.push((prefix.to_owned(), joined.join(", ")));
+        }
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            out.push((prefix.to_owned(), (x as f32).to_string()));
+        }
+        other => out.push((prefix.to_owned(), plain(other))),
+    }
+}
+
 fn plain(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -408,6 +440,8 @@ fn si(x: f64) -> String {
         format!("{:.3}G", x / 1e9)
     } else if a >= 1e6 {
         format!("{:.3}M", x / 1e6)
+    } else if a >= 1e5 {
+        format!("{:.0}k", x / 1e3)
     } else if a >= 1e4 {
         format!("{:.1}k", x / 1e3)
     } else if a >= 100.0 {
@@ -432,7 +466,7 @@ fn esc(s: &str) -> String {
 
 const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px auto;max-width:1300px;color:#222;padding:0 16px}\
 h1{font-size:26px}h2{margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}\
-.row{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}figcaption{text-align:center;font-size:14px;color:#555}\
+.row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}figure{margin:0}figcaption{text-align:center;font-size:14px;color:#555}\
 table{border-collapse:collapse;font-size:13px;margin:8px 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}\
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}tr.ours td:first-child{font-weight:bold}\
 table.sweep caption{font-weight:bold;text-align:left}table.kv td{text-align:left}\
