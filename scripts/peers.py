@@ -127,14 +127,17 @@ def peer_annoy():
         index.build(TREES, n_jobs=-1)
         index.save(path)
 
+    class Loaded:  # annoy's objects take no attributes: keep the knob beside it
+        def __init__(self, index):
+            self.index, self.search_k = index, -1
+
     def load(path):
         index = annoy.AnnoyIndex(dim, "angular")
         index.load(path)
-        index.search_k = -1
-        return index
+        return Loaded(index)
 
     def one(index, q, k):
-        return index.get_nns_by_vector(q, k, search_k=index.search_k)
+        return index.index.get_nns_by_vector(q, k, search_k=index.search_k)
 
     def search(index, q, k, threads):
         if threads == 1:
@@ -180,9 +183,10 @@ def faiss_peer(kind):
         return faiss.downcast_index(index.base_index).hnsw
 
     def load(path):
+        # read_index returns the concrete class; do not rebind a downcast copy (the original
+        # would be collected and free the index under it).
         index = faiss.read_index(path)
         if kind == "sq8":
-            index = faiss.downcast_index(index)
             index.k_factor = REFINE_K_FACTOR
         if kind != "flat":
             hnsw_of(index).efSearch = EF_DEFAULT
@@ -221,7 +225,8 @@ def usearch_peer(dtype):
         return index
 
     def search(index, q, k, threads):
-        return index.search(q, k, threads=threads if threads > 0 else 0).keys
+        keys = index.search(q, k, threads=threads if threads > 0 else 0).keys
+        return np.asarray(keys).reshape(len(q), -1)
 
     def set_knob(index, v):
         index.expansion_search = v
@@ -316,7 +321,7 @@ out = {
     "query_s": query_s,
     "total_s": load_s + query_s,
     "query_median_s": median_s,
-    "labels": [labels[int(i)] for i in head_ids if int(i) >= 0],
+    "labels": [labels[int(i)] for i in head_ids if 0 <= int(i) < n],
     "recall_at_k": recall_at_k,
     "threshold_recall": None,
     "index_bytes": os.path.getsize(path),

@@ -61,6 +61,6 @@ mod tests {
     fn utc_dates() {
         assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(super::utc(951_782_400), "2000-02-29 00:00 UTC");
-        assert_eq!(super::utc(1_795_504_077), "2026-11-24 06:27 UTC");
+        assert_eq!(super::utc(1_795_504_077), "2026-11-24 07:07 UTC");
     }
 }
