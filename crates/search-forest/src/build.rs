@@ -35,21 +35,19 @@ pub(crate) struct BuildSpec {
     pub leaf: usize,
 }
 
-/// Builds the whole file (item nodes, trees, root copies) as words.
-///
-/// `data` holds `n` rows of `layout.dim` components, already checked (and, for cosine,
-/// normalised). Fails only when the node count would exceed Annoy's `i32` ids.
+/// Builds the trees over the item nodes in `words` (one per row: count 1, the row normalised
+/// for cosine, as [`item_nodes`] writes them) and appends the tree nodes and root copies:
+/// the whole file, as words. Fails only when the node count would exceed Annoy's `i32` ids.
 pub(crate) fn build_forest(
-    data: &[f32],
+    mut words: Vec<u32>,
     layout: Layout,
     spec: &BuildSpec,
     progress: &dyn Progress,
 ) -> std::result::Result<Vec<u32>, String> {
-    let dim = layout.dim;
-    let n = data.len() / dim;
+    let n = words.len() / layout.words;
     progress.set_total((n * spec.n_trees) as u64);
 
-    let trees = build_trees(data, layout, spec, progress);
+    let trees = build_trees(bytemuck::cast_slice(&words), layout, spec, progress);
 
     let internal: usize = trees.iter().map(|t| t.nodes.len() / layout.words).sum();
     let n_nodes = n + internal + trees.len();
@@ -58,18 +56,7 @@ pub(crate) fn build_forest(
             "{n_nodes} nodes exceed Annoy's i32 ids; use fewer trees or items"
         ));
     }
-    let mut words = Vec::with_capacity(n_nodes * layout.words);
-    for row in data.chunks_exact(dim) {
-        let start = words.len();
-        words.resize(start + layout.words, 0);
-        let node = &mut words[start..];
-        node[0] = 1;
-        if layout.metric == Metric::Angular {
-            // Annoy keeps the squared norm in the children slot of item nodes.
-            node[1] = dot_kernel()(row, row).to_bits();
-        }
-        node[layout.v..].copy_from_slice(bytemuck::cast_slice(row));
-    }
+    words.reserve_exact((n_nodes - n) * layout.words);
     let mut roots = Vec::with_capacity(trees.len());
     for tree in &trees {
         let base = words.len() / layout.words;
@@ -150,7 +137,7 @@ fn build_trees(
     spec: &BuildSpec,
     progress: &dyn Progress,
 ) -> Vec<Tree> {
-    let n = data.len() / layout.dim;
+    let n = data.len() / layout.words;
     let t_count = spec.n_trees;
     let sync_min = SYNC_MIN.max(2 * layout.max_bucket);
     let mut splits: Vec<Vec<SyncSplit>> = (0..t_count).map(|_| Vec::new()).collect();
@@ -222,7 +209,7 @@ fn build_trees(
                     .enumerate()
                 {
                     let i = c * ROWS + r;
-                    let x = &data[i * layout.dim..(i + 1) * layout.dim];
+                    let x = &data[i * layout.words + layout.v..(i + 1) * layout.words];
                     for (side, &k) in sides.iter_mut().zip(slots) {
                         if k != u32::MAX {
                             let (normal, offset) = &planes[k as usize];
@@ -368,6 +355,34 @@ fn emit(
     }
 }
 
+/// Item nodes for `rows` (checked already): count 1, the row scaled to unit length (cosine is
+/// what the index answers, whatever the metric), and for angular its squared norm in the
+/// children slot, as Annoy keeps it.
+pub(crate) fn item_nodes(rows: &[f32], layout: Layout) -> Vec<u32> {
+    let n = rows.len() / layout.dim;
+    let mut words = vec![0u32; n * layout.words];
+    let dot = dot_kernel();
+    words
+        .par_chunks_mut(layout.words)
+        .zip(rows.par_chunks(layout.dim))
+        .for_each(|(node, row)| {
+            let norm = row
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum::<f64>()
+                .sqrt();
+            node[0] = 1;
+            let v: &mut [f32] = bytemuck::cast_slice_mut(&mut node[layout.v..]);
+            for (v, &x) in v.iter_mut().zip(row) {
+                *v = (f64::from(x) / norm) as f32;
+            }
+            if layout.metric == Metric::Angular {
+                node[1] = dot(v, v).to_bits();
+            }
+        });
+    words
+}
+
 struct Tree {
     /// Local nodes, children before parents. Child refs below `n` are items; `n + j` is local
     /// node `j`.
@@ -403,7 +418,7 @@ impl<'a> TreeBuilder<'a> {
         TreeBuilder {
             data,
             layout,
-            n: data.len() / layout.dim,
+            n: data.len() / layout.words,
             iterations: spec.iterations,
             split: spec.split,
             leaf: spec.leaf.clamp(1, layout.max_bucket),
@@ -418,8 +433,8 @@ impl<'a> TreeBuilder<'a> {
     }
 
     fn row(&self, i: u32) -> &'a [f32] {
-        let d = self.layout.dim;
-        &self.data[i as usize * d..(i as usize + 1) * d]
+        let w = self.layout.words;
+        &self.data[i as usize * w + self.layout.v..(i as usize + 1) * w]
     }
 
     /// Appends a node and returns its local ref.

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use embed_store::kernels::dot_kernel;
 use embed_store::{
     Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, check_k, check_tau, check_vector,
-    map_file, normalized, normalized_rows, write_atomically,
+    map_file, normalized, write_atomically,
 };
 
-use crate::build::{BuildSpec, Split, build_forest};
+use crate::build::{BuildSpec, Split, build_forest, item_nodes};
 use crate::layout::{Layout, Metric, Shape, angular_dims, validate, verify_buckets};
 use crate::search::{Forest, top_k, with_scratch};
 
@@ -295,7 +295,7 @@ impl SearchIndex for ForestIndex {
                 vectors.len()
             )));
         }
-        let data = normalized_rows(vectors)?;
+        vectors.check_all()?;
         let layout = Layout::new(params.metric, vectors.dim());
         let spec = BuildSpec {
             n_trees: params.n_trees,
@@ -304,8 +304,8 @@ impl SearchIndex for ForestIndex {
             split: params.split,
             leaf: params.leaf_size.unwrap_or(usize::MAX),
         };
-        let words = build_forest(data.as_slice(), layout, &spec, progress)
-            .map_err(Error::InvalidArgument)?;
+        let items = item_nodes(vectors.as_slice(), layout);
+        let words = build_forest(items, layout, &spec, progress).map_err(Error::InvalidArgument)?;
         let source = PathBuf::from("<built forest>");
         let shape = validate(&words, &layout, &source)?;
         verify_buckets(&words, &layout, &shape, &source)?;
