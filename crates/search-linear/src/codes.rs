@@ -171,7 +171,8 @@ pub(crate) fn available_kernels() -> Vec<(&'static str, BlockDotFn)> {
     out
 }
 
-/// Name of the block kernel [`block_dot_kernel`] picked, for reports.
+/// Name of the integer kernel the compact scan uses on this CPU ("avx512vnni", "avx512bw", "avx2" or
+/// "scalar"), for reports.
 pub fn compact_kernel_name() -> &'static str {
     available_kernels()[0].0
 }
