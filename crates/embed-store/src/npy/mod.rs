@@ -5,8 +5,10 @@
 //! [`read_gallery`] reads such a file (float32 or float64, any label width), [`write_gallery`]
 //! writes one that `np.load`, called twice on one open file, reads back.
 //!
-//! Headers are parsed by `npyz`; every size they claim is checked against the file's length
-//! before anything is allocated, so a truncated or hostile file gives an [`Error::Format`].
+//! Files are written with `npyz`. They are read with a strict header parser of our own (see
+//! `header.rs` for why not `npyz`'s), and every size a header claims is checked against the
+//! file's length before anything is allocated, so a truncated or hostile file gives an
+//! [`Error::Format`], quickly.
 //!
 //! ```
 //! use embed_store::{npy, Gallery, Vectors};
@@ -21,13 +23,17 @@
 use std::io::{Cursor, Write};
 use std::path::Path;
 
-use npyz::{DType, TypeChar, WriterBuilder};
+use npyz::{DType, WriterBuilder};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::fileio::{map_file, write_atomically};
 use crate::gallery::Gallery;
 use crate::vectors::Vectors;
+
+mod header;
+
+use header::{ByteOrder, Kind};
 
 /// Reads a gallery file in the notebook's layout: vectors `(n, d)` then `n` labels.
 pub fn read_gallery(path: &Path) -> Result<Gallery> {
@@ -104,7 +110,7 @@ pub fn write_gallery(path: &Path, gallery: &Gallery) -> Result<()> {
 
 /// The header of the array at the cursor, with its data's byte range checked against the file.
 struct ArrayAt {
-    header: npyz::NpyHeader,
+    header: header::Header,
     data_start: usize,
     data_len: usize,
 }
@@ -112,38 +118,26 @@ struct ArrayAt {
 fn read_header(path: &Path, cursor: &mut Cursor<&[u8]>) -> Result<ArrayAt> {
     let start = cursor.position() as usize;
     let bytes = *cursor.get_ref();
-    precheck_header(path, &bytes[start..])?;
-    let header = npyz::NpyHeader::from_reader(&mut *cursor)
-        .map_err(|e| Error::format(path, format!("bad .npy header at byte {start}: {e}")))?;
-    let data_start = cursor.position() as usize;
-    let DType::Plain(ty) = header.dtype() else {
-        return Err(Error::format(
-            path,
-            format!("array at byte {start} has a structured dtype"),
-        ));
-    };
-    let item = ty.num_bytes().ok_or_else(|| {
-        Error::format(
-            path,
-            format!("array at byte {start} has dtype {ty} of unknown size"),
-        )
-    })?;
+    let header = header::parse(&bytes[start..])
+        .map_err(|m| Error::format(path, format!("array at byte {start}: {m}")))?;
+    let data_start = start + header.data_offset;
     let data_len = header
-        .shape()
+        .shape
         .iter()
-        .try_fold(item as u64, |acc, &s| acc.checked_mul(s))
+        .try_fold(header.item_bytes, |acc, &s| acc.checked_mul(s))
         .filter(|&len| len <= (bytes.len() - data_start) as u64)
         .ok_or_else(|| {
             Error::format(
                 path,
                 format!(
-                    "truncated: the array at byte {start} has shape {:?} of {ty} but only {} bytes follow its header",
-                    header.shape(),
+                    "truncated: the array at byte {start} has shape {:?} of {} but only {} bytes follow its header",
+                    header.shape,
+                    header.descr,
                     bytes.len() - data_start
                 ),
             )
         })? as usize;
-    if header.order() == npyz::Order::Fortran && header.shape().len() > 1 {
+    if header.fortran_order && header.shape.len() > 1 {
         return Err(Error::format(
             path,
             "array is in Fortran order; save it with np.ascontiguousarray(...) first",
@@ -157,94 +151,51 @@ fn read_header(path: &Path, cursor: &mut Cursor<&[u8]>) -> Result<ArrayAt> {
     })
 }
 
-/// Rejects what would make `npyz` misbehave: a shape whose element count overflows `u64`
-/// (npyz multiplies the dimensions unchecked). Everything else is left to npyz's parser.
-fn precheck_header(path: &Path, bytes: &[u8]) -> Result<()> {
-    let bad = |m: &str| Error::format(path, format!("not a .npy array: {m}"));
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("no \\x93NUMPY magic"));
-    }
-    let (len, text_start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize,
-            12,
-        ),
-        v => return Err(Error::format(path, format!("unsupported .npy version {v}"))),
-    };
-    let text = bytes
-        .get(text_start..text_start.saturating_add(len))
-        .ok_or_else(|| bad("header runs past the end of the file"))?;
-    let text = String::from_utf8_lossy(text);
-    if let Some(shape) = text
-        .split("'shape'")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-    {
-        let mut count: u64 = 1;
-        for dim in shape
-            .split(|c: char| !c.is_ascii_digit())
-            .filter(|s| !s.is_empty())
-        {
-            count = dim
-                .parse::<u64>()
-                .ok()
-                .and_then(|d| count.checked_mul(d))
-                .ok_or_else(|| bad("shape has more elements than fit in 64 bits"))?;
-        }
-    }
-    Ok(())
-}
-
 fn read_vectors_at(path: &Path, cursor: &mut Cursor<&[u8]>) -> Result<Vectors> {
     let ArrayAt {
         header,
         data_start,
         data_len,
     } = read_header(path, cursor)?;
-    let &[n, d] = header.shape() else {
+    let &[_, d] = header.shape.as_slice() else {
         return Err(Error::format(
             path,
             format!(
                 "vectors must be a 2-D array (n, d), found shape {:?}",
-                header.shape()
+                header.shape
             ),
         ));
     };
     if d == 0 {
         return Err(Error::format(path, "vectors have 0 dimensions"));
     }
-    let DType::Plain(ty) = header.dtype() else {
-        unreachable!("checked in read_header")
-    };
-    let little = match ty.endianness() {
-        npyz::Endianness::Little | npyz::Endianness::Irrelevant => true,
-        npyz::Endianness::Big => false,
-    };
+    if header.kind != Kind::Float {
+        return Err(Error::format(
+            path,
+            format!(
+                "vectors must be float32 or float64, found dtype {}",
+                header.descr
+            ),
+        ));
+    }
+    let little = header.order == ByteOrder::Little;
     let raw = &cursor.get_ref()[data_start..data_start + data_len];
-    let data: Vec<f32> = match (ty.type_char(), ty.num_bytes()) {
-        (TypeChar::Float, Some(8)) => decode::<8>(raw, |b| {
+    let data = match header.item_bytes {
+        8 => decode::<8>(raw, |b| {
             (if little {
                 f64::from_le_bytes(b)
             } else {
                 f64::from_be_bytes(b)
             }) as f32
         }),
-        (TypeChar::Float, Some(4)) => decode::<4>(raw, |b| {
+        _ => decode::<4>(raw, |b| {
             if little {
                 f32::from_le_bytes(b)
             } else {
                 f32::from_be_bytes(b)
             }
         }),
-        _ => {
-            return Err(Error::format(
-                path,
-                format!("vectors must be float32 or float64, found dtype {ty}"),
-            ));
-        }
     };
-    debug_assert_eq!(data.len() as u64, n * d);
     Vectors::new(d as usize, data)
 }
 
@@ -267,25 +218,56 @@ fn read_labels_at(path: &Path, cursor: &mut Cursor<&[u8]>) -> Result<Vec<String>
         data_start,
         data_len,
     } = read_header(path, cursor)?;
-    if header.shape().len() != 1 {
+    if header.shape.len() != 1 {
         return Err(Error::format(
             path,
-            format!(
-                "labels must be a 1-D array, found shape {:?}",
-                header.shape()
-            ),
+            format!("labels must be a 1-D array, found shape {:?}", header.shape),
         ));
     }
-    let data = Cursor::new(&cursor.get_ref()[data_start..data_start + data_len]);
-    let reader = npyz::NpyFile::with_header(header, data)
-        .data::<String>()
-        .map_err(|e| {
-            Error::format(
+    let raw = &cursor.get_ref()[data_start..data_start + data_len];
+    let bad = |row: usize, what: &str| {
+        Error::format(
+            path,
+            format!("label {row} of the array at byte {start} {what}"),
+        )
+    };
+    let width = header.item_bytes as usize;
+    if width == 0 {
+        // numpy writes at least one character per item; zero-width items would make every
+        // count "fit" in zero bytes.
+        return Err(Error::format(
+            path,
+            format!("labels at byte {start} have zero width ({})", header.descr),
+        ));
+    }
+    let order = header.order;
+    raw.chunks_exact(width)
+        .enumerate()
+        .map(|(row, item)| match header.kind {
+            Kind::Unicode => item
+                .chunks_exact(4)
+                .map(|c| {
+                    let c: [u8; 4] = c.try_into().expect("4 bytes");
+                    if order == ByteOrder::Little {
+                        u32::from_le_bytes(c)
+                    } else {
+                        u32::from_be_bytes(c)
+                    }
+                })
+                .take_while(|&u| u != 0)
+                .map(|u| char::from_u32(u).ok_or_else(|| bad(row, "is not valid UTF-32")))
+                .collect(),
+            Kind::Bytes => {
+                let end = item.iter().position(|&b| b == 0).unwrap_or(item.len());
+                String::from_utf8(item[..end].to_vec()).map_err(|_| bad(row, "is not UTF-8"))
+            }
+            Kind::Float => Err(Error::format(
                 path,
-                format!("labels at byte {start} are not strings (<U.. or |S..): {e}"),
-            )
-        })?;
-    reader
-        .collect::<std::io::Result<Vec<String>>>()
-        .map_err(|e| Error::format(path, format!("labels at byte {start}: {e}")))
+                format!(
+                    "labels must be strings (<U.. or |S..), found dtype {}",
+                    header.descr
+                ),
+            )),
+        })
+        .collect()
 }
