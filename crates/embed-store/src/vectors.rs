@@ -97,7 +97,7 @@ impl<'a> VectorView<'a> {
                 "dimension must be at least 1".into(),
             ));
         }
-        if data.len() % dim != 0 {
+        if !data.len().is_multiple_of(dim) {
             return Err(Error::InvalidArgument(format!(
                 "{} components do not divide into rows of {dim}",
                 data.len()
