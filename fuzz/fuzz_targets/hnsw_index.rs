@@ -1,0 +1,16 @@
+#![no_main]
+//! Our HNSW index loader on arbitrary bytes; whatever loads must answer queries.
+
+#[path = "common.rs"]
+mod common;
+
+use embed_store::SearchIndex;
+use libfuzzer_sys::fuzz_target;
+use search_hnsw::HnswIndex;
+
+fuzz_target!(|data: &[u8]| {
+    let path = common::as_file(data);
+    if let Ok(index) = HnswIndex::load(&path) {
+        common::query(&index);
+    }
+});
