@@ -46,7 +46,11 @@ fn bench_size(c: &mut Criterion, distractors: usize) {
         g.bench_function(BenchmarkId::new(format!("tau0.35/{mode:?}"), &name), |b| {
             b.iter(|| {
                 i = (i + 1) % queries.len();
-                black_box(index.search_threshold(queries.row(i), 0.35).expect("search"))
+                black_box(
+                    index
+                        .search_threshold(queries.row(i), 0.35)
+                        .expect("search"),
+                )
             })
         });
     }
@@ -60,7 +64,13 @@ fn bench_size(c: &mut Criterion, distractors: usize) {
         b.iter(|| black_box(index.search_batch(queries.view(), 10).expect("batch")))
     });
     g.bench_function(BenchmarkId::new("tau0.35", &name), |b| {
-        b.iter(|| black_box(index.search_batch_threshold(queries.view(), 0.35).expect("batch")))
+        b.iter(|| {
+            black_box(
+                index
+                    .search_batch_threshold(queries.view(), 0.35)
+                    .expect("batch"),
+            )
+        })
     });
     g.finish();
 
