@@ -275,10 +275,16 @@ fn annoy_rs_figures(
             rows.len()
         );
     }
-    // Damaged files: truncated to half, and a 100-byte file.
+    // Damaged files: cut to half its bytes, to half its nodes, and a 100-byte file.
     let bytes = std::fs::read(path)?;
     let dir = path.parent().unwrap();
-    for (name, cut) in [("half", bytes.len() / 2), ("100_bytes", 100)] {
+    let node = 12 + 4 * dim;
+    let half_nodes = bytes.len() / node / 2 * node;
+    for (name, cut) in [
+        ("half", bytes.len() / 2),
+        ("half_nodes", half_nodes),
+        ("100_bytes", 100),
+    ] {
         let p = dir.join(format!("damaged_{name}.ann"));
         std::fs::write(&p, &bytes[..cut])?;
         let p2 = p.clone();

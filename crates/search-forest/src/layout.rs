@@ -127,6 +127,22 @@ pub(crate) fn validate(words: &[u32], layout: &Layout, path: &Path) -> Result<Sh
         }
     }
 
+    // The roots' own ids (a file cut short can end in item nodes that pass for roots).
+    for &r in &roots {
+        let base = r as usize * layout.words;
+        let nd = words[base] as usize;
+        if (r as usize) >= n_items && nd <= layout.max_bucket {
+            let ids = &words[base + layout.children..base + layout.children + nd];
+            if let Some(&id) = ids.iter().find(|&&id| id as usize >= n_items) {
+                return Err(bad(format!(
+                    "root node {r} lists item {} but the index has {n_items} items (is the \
+                     file cut short?)",
+                    id as i32
+                )));
+            }
+        }
+    }
+
     // Every tree node (everything after the items) must be a bucket or a split with a sane
     // count, and a split's children must come before it (so that every walk ends). Bucket ids
     // are checked where they are read (see `search::Forest::gather` and `verify_buckets`):
