@@ -184,7 +184,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0.995)]
     pub sweep_stop_recall: f64,
     /// Seconds each sweep point is timed for, at least (repeated passes over all queries; the
-    /// median pass counts).
+    /// fastest pass counts, the one least disturbed on a shared machine).
     #[arg(long, default_value_t = 0.5)]
     pub sweep_min_seconds: f64,
     /// Threads of the "all threads" measurements (0: every core).
