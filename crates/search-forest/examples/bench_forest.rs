@@ -62,7 +62,7 @@ fn parse() -> Args {
         trees: 20,
         sweep: vec![80, 200, 500, 1000, 2000, 5000, 10000, 20000, 40000],
         split: Split::TwoMeans,
-        iterations: 200,
+        iterations: ForestParams::default().two_means_iterations,
         repeat: 5,
         annoy_rs: false,
         reuse: false,
@@ -207,12 +207,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         extra = annoy_rs_figures(&path, dim, &rows, &index)?;
     }
     println!(
-        "{{\"engine\":\"ours\",\"kernel\":\"{}\",\"n\":{},\"dim\":{dim},\"trees\":{},\"split\":\"{:?}\",\"leaf\":\"{:?}\",\"build_s\":{build_s:.3},\"build_cpu_s\":{build_cpu_s:.2},\"index_bytes\":{size},\"load_ms\":{:.4},\"threshold_recall\":{:.4},\"sweep\":[{}]{extra}}}",
+        "{{\"engine\":\"ours\",\"kernel\":\"{}\",\"n\":{},\"dim\":{dim},\"trees\":{},\"split\":\"{:?}\",\"leaf\":\"{:?}\",\"iterations\":{},\"build_s\":{build_s:.3},\"build_cpu_s\":{build_cpu_s:.2},\"index_bytes\":{size},\"load_ms\":{:.4},\"threshold_recall\":{:.4},\"sweep\":[{}]{extra}}}",
         embed_store::kernels::dot_kernel_name(),
         gallery.len(),
         index.n_trees(),
         args.split,
         args.leaf,
+        args.iterations,
         load_s * 1e3,
         tp as f64 / total.max(1) as f64,
         sweep.join(",")
