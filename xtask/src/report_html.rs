@@ -183,6 +183,10 @@ fn recall_plot(entries: &[Entry<'_>], field: &str, label: &str) -> Result<String
                 .filter(|(r, q)| r.is_finite() && q.is_finite() && *q > 0.0)
                 .collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let pts = pts
+                .into_iter()
+                .map(|(r, q)| (nines(r), q))
+                .collect::<Vec<_>>();
             (!pts.is_empty()).then_some((i, en, pts))
         })
         .collect();
@@ -199,14 +203,13 @@ fn recall_plot(entries: &[Entry<'_>], field: &str, label: &str) -> Result<String
             root.present()?;
         } else {
             let all = series.iter().flat_map(|s| s.2.iter());
-            let (mut lo_r, mut lo_q, mut hi_q) = (1.0f64, f64::MAX, 0.0f64);
+            let (mut lo_x, mut lo_q, mut hi_q) = (NINES_MAX, f64::MAX, 0.0f64);
             for &(r, q) in all {
-                lo_r = lo_r.min(r);
+                lo_x = lo_x.min(nines(r));
                 lo_q = lo_q.min(q);
                 hi_q = hi_q.max(q);
             }
-            let x0 = ((lo_r - 0.02) * 20.0).floor() / 20.0;
-            let x0 = x0.clamp(0.0, 0.95);
+            let x0 = (lo_x * 2.0).floor() / 2.0;
             let y0 = 10f64.powf(lo_q.log10().floor());
             let y1 = 10f64.powf(hi_q.log10().ceil()).max(y0 * 10.0);
             let mut chart = ChartBuilder::on(&root)
@@ -214,12 +217,12 @@ fn recall_plot(entries: &[Entry<'_>], field: &str, label: &str) -> Result<String
                 .margin(12)
                 .x_label_area_size(40)
                 .y_label_area_size(64)
-                .build_cartesian_2d(x0..1.0f64, (y0..y1).log_scale())?;
+                .build_cartesian_2d(x0..NINES_MAX + 0.05, (y0..y1).log_scale())?;
             chart
                 .configure_mesh()
-                .x_desc("recall@k")
+                .x_desc("recall@k (axis in nines: 0.9, 0.99, 0.999)")
                 .y_desc("queries/s")
-                .x_label_formatter(&|x| format!("{x:.2}"))
+                .x_label_formatter(&|x| recall_label(*x))
                 .y_label_formatter(&|y| si(*y))
                 .light_line_style(RGBColor(235, 235, 235))
                 .draw()?;
@@ -255,6 +258,26 @@ fn recall_plot(entries: &[Entry<'_>], field: &str, label: &str) -> Result<String
         }
     }
     Ok(svg)
+}
+
+/// Recall 1.0 sits here on the "nines" axis (recall 0.999 and above).
+const NINES_MAX: f64 = 3.0;
+
+/// The "nines" of a recall, `-log10(1 - r)`, capped at [`NINES_MAX`]: 0.9 → 1, 0.99 → 2. Spreads
+/// the high-recall end where the engines differ, as ann-benchmarks' plots do.
+fn nines(recall: f64) -> f64 {
+    (-(1.0 - recall).max(10f64.powf(-NINES_MAX)).log10()).clamp(0.0, NINES_MAX)
+}
+
+fn recall_label(x: f64) -> String {
+    if x >= NINES_MAX - 1e-9 {
+        return "1".into();
+    }
+    let r = 1.0 - 10f64.powf(-x);
+    let digits = (x.ceil() as usize).max(1) + 1;
+    let text = format!("{r:.digits$}");
+    let text = text.trim_end_matches('0');
+    text.trim_end_matches('.').to_owned()
 }
 
 fn bar_chart(
@@ -476,6 +499,16 @@ code{font-size:12px}pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:a
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn nines_axis() {
+        assert!((nines(0.9) - 1.0).abs() < 1e-9 && (nines(0.99) - 2.0).abs() < 1e-9);
+        assert_eq!(nines(1.0), NINES_MAX);
+        assert_eq!(nines(0.0), 0.0);
+        assert_eq!(recall_label(1.0), "0.9");
+        assert_eq!(recall_label(2.0), "0.99");
+        assert_eq!(recall_label(NINES_MAX), "1");
+    }
 
     #[test]
     fn page_is_self_contained_and_has_every_engine() {
