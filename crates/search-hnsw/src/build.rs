@@ -12,9 +12,9 @@ use embed_store::{Error, Progress, Result};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-use crate::kernels::{DistFn, prefetch};
 use crate::quant::DotI8;
 use crate::search::{Cand, Links, Scratch, greedy, search_layer};
+use embed_store::kernels::{DotFn as DistFn, prefetch};
 
 /// Highest level a node may get (levels are stored in a byte).
 pub(crate) const MAX_LEVEL: u8 = 32;

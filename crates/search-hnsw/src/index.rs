@@ -10,9 +10,9 @@ use embed_store::{
 use rayon::prelude::*;
 
 use crate::build::{Builder, F32Dist, Graph, I8Dist, MAX_LEVEL, NodeDist, draw_levels};
-use crate::kernels::{DistFn, kernels, prefetch};
 use crate::quant::{code_stride, dot_i8_kernel, quantize};
 use crate::search::{Cand, Links, Scratch, greedy, search_layer};
+use embed_store::kernels::{DotFn as DistFn, kernel_set, prefetch};
 
 const KIND: &[u8; 8] = b"hnsw\0\0\0\0";
 /// Version 1 (no int8 codes, 14 header words) is still read.
@@ -51,8 +51,8 @@ impl Space {
 
     pub(crate) fn dist_fn(self) -> DistFn {
         match self {
-            Space::Cosine | Space::InnerProduct => kernels().neg_dot,
-            Space::L2 => kernels().l2,
+            Space::Cosine | Space::InnerProduct => kernel_set().neg_dot,
+            Space::L2 => kernel_set().l2_squared,
         }
     }
 
@@ -501,7 +501,7 @@ impl HnswIndex {
 
     /// Name of the distance kernel chosen for this CPU ("avx512", "avx2+fma" or "scalar").
     pub fn kernel_name() -> &'static str {
-        kernels().name
+        kernel_set().name
     }
 
     /// Checks a query and turns it into a padded row in the index's space.

@@ -32,7 +32,6 @@
 mod build;
 mod hnswlib;
 mod index;
-mod kernels;
 mod quant;
 mod search;
 
