@@ -421,7 +421,13 @@ impl<'a> TreeBuilder<'a> {
             n: data.len() / layout.words,
             iterations: spec.iterations,
             split: spec.split,
-            leaf: spec.leaf.clamp(1, layout.max_bucket),
+            // With n = K + 1 items, a split below the root would claim K + 1 = n descendants
+            // like a root, and Annoy's root scan would count it as one: keep Annoy's leaves.
+            leaf: if data.len() / layout.words > layout.max_bucket + 1 {
+                spec.leaf.clamp(1, layout.max_bucket)
+            } else {
+                layout.max_bucket
+            },
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             dot: dot_kernel(),
             progress,

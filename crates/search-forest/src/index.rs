@@ -10,7 +10,7 @@ use embed_store::{
 };
 
 use crate::build::{BuildSpec, Split, build_forest, item_nodes};
-use crate::layout::{Layout, Metric, Shape, angular_dims, validate, verify_buckets};
+use crate::layout::{Layout, Metric, Shape, angular_dims, validate, verify_nodes};
 use crate::search::{Forest, top_k, with_scratch};
 
 /// Candidates a threshold search gathers per tree when no `search_k` is set: as many as a
@@ -85,7 +85,9 @@ enum Storage {
 
 impl ForestIndex {
     /// Opens an Annoy file of dimension `dim` and metric `metric` (as Python's
-    /// `AnnoyIndex(dim, metric).load(path)`), validating every tree node first.
+    /// `AnnoyIndex(dim, metric).load(path)`). Checks the size, the roots and item 0 (for
+    /// [`SearchIndex::load`]); every other tree node is checked when a query reads it
+    /// ([`ForestIndex::verify`] checks them all).
     pub fn open(path: &Path, dim: usize, metric: Metric) -> Result<Self> {
         if dim == 0 {
             return Err(Error::InvalidArgument(
@@ -104,19 +106,16 @@ impl ForestIndex {
         })
     }
 
-    /// Checks the parts of the file that opening leaves to the readers: every bucket's item ids
-    /// (a query that meets a bad id fails with [`Error::Format`] anyway). Reads every tree node
-    /// in full, so it costs a few milliseconds on a large index, where opening costs
-    /// microseconds.
+    /// Checks the parts of the file that opening leaves to the readers: every tree node's
+    /// count, children and bucket ids (a query that meets a damaged node fails with
+    /// [`Error::Format`] anyway). Reads every tree node in full, so it costs milliseconds on a
+    /// large index, where opening costs microseconds.
     pub fn verify(&self) -> Result<()> {
-        verify_buckets(self.words(), &self.layout, &self.shape, &self.source)
+        verify_nodes(self.words(), &self.layout, &self.shape, &self.source)
     }
 
-    fn damaged(&self, node: usize) -> Error {
-        Error::format(
-            &self.source,
-            format!("bucket node {node} lists an id that is not one of the index's items"),
-        )
+    fn damaged(&self, msg: String) -> Error {
+        Error::format(&self.source, msg)
     }
 
     /// The file's bytes, exactly as [`SearchIndex::save`] writes them.
@@ -186,7 +185,7 @@ impl ForestIndex {
         with_scratch(|s| {
             forest
                 .gather(query, search_k, dot, s)
-                .map_err(|node| self.damaged(node))?;
+                .map_err(|msg| self.damaged(msg))?;
             let mut scored: Vec<(f32, u32)> = s
                 .cands
                 .iter()
@@ -238,7 +237,7 @@ impl ForestIndex {
         with_scratch(|s| {
             forest
                 .gather(&q, search_k, dot, s)
-                .map_err(|node| self.damaged(node))?;
+                .map_err(|msg| self.damaged(msg))?;
             s.hits.clear();
             const AHEAD: usize = 6;
             for (n, &i) in s.cands.iter().enumerate() {
@@ -310,7 +309,7 @@ impl SearchIndex for ForestIndex {
         let words = build_forest(items, layout, &spec, progress).map_err(Error::InvalidArgument)?;
         let source = PathBuf::from("<built forest>");
         let shape = validate(&words, &layout, &source)?;
-        verify_buckets(&words, &layout, &shape, &source)?;
+        verify_nodes(&words, &layout, &shape, &source)?;
         Ok(ForestIndex {
             storage: Storage::Owned(words),
             layout,

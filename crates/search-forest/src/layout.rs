@@ -76,11 +76,10 @@ pub(crate) struct Shape {
     pub roots: Vec<u32>,
 }
 
-/// Checks a whole file (as words) against `layout`: sizes, the roots found the way Annoy finds
-/// them, and every tree node's count and ids. Item nodes are checked when a query reads them.
-///
-/// Accepted files can be served without any further bounds trouble: every bucket id is an item,
-/// every split child has a smaller index than its parent (so every walk ends).
+/// Checks a file (as words) against `layout`: sizes, the roots found the way Annoy finds them,
+/// and the roots' own counts, children and ids. Every other tree node is checked by
+/// [`check_node`] when a walk reads it (a damaged node fails that query with a format error),
+/// so opening costs the same whatever the file's size; [`verify_nodes`] checks them all.
 pub(crate) fn validate(words: &[u32], layout: &Layout, path: &Path) -> Result<Shape> {
     let bad = |msg: String| Error::format(path, msg);
     let s = layout.node_bytes();
@@ -127,45 +126,13 @@ pub(crate) fn validate(words: &[u32], layout: &Layout, path: &Path) -> Result<Sh
         }
     }
 
-    // The roots' own ids (a file cut short can end in item nodes that pass for roots).
-    for &r in &roots {
-        let base = r as usize * layout.words;
-        let nd = words[base] as usize;
-        if (r as usize) >= n_items && nd <= layout.max_bucket {
-            let ids = &words[base + layout.children..base + layout.children + nd];
-            if let Some(&id) = ids.iter().find(|&&id| id as usize >= n_items) {
-                return Err(bad(format!(
-                    "root node {r} lists item {} but the index has {n_items} items (is the \
-                     file cut short?)",
-                    id as i32
-                )));
-            }
-        }
-    }
-
-    // Every tree node (everything after the items) must be a bucket or a split with a sane
-    // count, and a split's children must come before it (so that every walk ends). Bucket ids
-    // are checked where they are read (see `search::Forest::gather` and `verify_buckets`):
-    // reading all of them costs milliseconds on a large file, the rest costs microseconds.
-    for i in n_items..n_nodes {
-        let base = i * layout.words;
-        let nd = words[base] as i32;
-        if nd < 1 || nd > m {
-            return Err(bad(format!(
-                "node {i} claims {nd} descendants (expected 1 to {m})"
-            )));
-        }
-        if nd as usize > layout.max_bucket {
-            for c in &words[base + layout.children..base + layout.children + 2] {
-                if *c as usize >= i {
-                    return Err(bad(format!(
-                        "split node {i} points to node {} (children must come before their \
-                         parent)",
-                        *c as i32
-                    )));
-                }
-            }
-        }
+    // The roots themselves (a file cut short can end in item nodes that pass for roots): a sane
+    // count, a split root's children before it, a bucket root's ids items. Every other
+    // tree node is checked where a walk reads it (`check_node`, from `search::Forest::gather`),
+    // or all at once by `verify_nodes`: touching every tree node of a large file costs a page
+    // fault per node (about a millisecond on 100k x 512), while the roots cost microseconds.
+    for &r in roots.iter().filter(|&&r| r as usize >= n_items) {
+        check_node(words, layout, n_items, r as usize).map_err(bad)?;
     }
     Ok(Shape {
         n_nodes,
@@ -174,29 +141,57 @@ pub(crate) fn validate(words: &[u32], layout: &Layout, path: &Path) -> Result<Sh
     })
 }
 
-/// Checks every bucket's item ids (the part of the file [`validate`] leaves to the readers).
-pub(crate) fn verify_buckets(
+/// Checks tree node `i` (`n_items <= i < n_nodes`): a count in `1..=n_items`; a split's
+/// children come before it (so every walk ends); a bucket lists only items. The message says
+/// what is wrong.
+#[inline]
+pub(crate) fn check_node(
+    words: &[u32],
+    layout: &Layout,
+    n_items: usize,
+    i: usize,
+) -> std::result::Result<(), String> {
+    let base = i * layout.words;
+    let nd = words[base] as i32;
+    if nd < 1 || nd as usize > n_items {
+        return Err(format!(
+            "node {i} claims {nd} descendants (expected 1 to {n_items})"
+        ));
+    }
+    let nd = nd as usize;
+    if nd > layout.max_bucket {
+        for &c in &words[base + layout.children..base + layout.children + 2] {
+            if c as usize >= i {
+                return Err(format!(
+                    "split node {i} points to node {} (children must come before their parent)",
+                    c as i32
+                ));
+            }
+        }
+    } else {
+        let ids = &words[base + layout.children..base + layout.children + nd];
+        let max = ids.iter().copied().max().unwrap_or(0);
+        if max as usize >= n_items {
+            return Err(format!(
+                "bucket node {i} lists item {} but the index has {n_items} items (is the file \
+                 cut short?)",
+                max as i32
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks every tree node with [`check_node`] (the part of the file [`validate`] leaves to the
+/// readers).
+pub(crate) fn verify_nodes(
     words: &[u32],
     layout: &Layout,
     shape: &Shape,
     path: &Path,
 ) -> Result<()> {
     for i in shape.n_items..shape.n_nodes {
-        let base = i * layout.words;
-        let nd = words[base] as usize;
-        if nd <= layout.max_bucket {
-            let ids = &words[base + layout.children..base + layout.children + nd];
-            let max = ids.iter().copied().max().unwrap_or(0);
-            if max as usize >= shape.n_items {
-                return Err(Error::format(
-                    path,
-                    format!(
-                        "bucket node {i} lists item {} but the index has {} items",
-                        max as i32, shape.n_items
-                    ),
-                ));
-            }
-        }
+        check_node(words, layout, shape.n_items, i).map_err(|msg| Error::format(path, msg))?;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 use embed_store::Hit;
 use embed_store::kernels::DotFn;
 
-use crate::layout::{Layout, Metric};
+use crate::layout::{Layout, Metric, check_node};
 
 /// A validated forest, borrowed from its storage.
 #[derive(Clone, Copy)]
@@ -84,15 +84,15 @@ impl<'a> Forest<'a> {
     /// Annoy's candidate gathering: pops nodes best-first until `search_k` items (counting
     /// repeats, as Annoy does) were collected; leaves the distinct items in `s.cands`.
     ///
-    /// Fails with the node's index when a bucket lists an id that is not an item (damage that
-    /// opening the file does not look for).
+    /// Every tree node it reads is checked first ([`check_node`]: opening checks only the
+    /// roots); a damaged one fails the query with the problem found.
     pub fn gather(
         &self,
         q: &[f32],
         search_k: usize,
         dot: DotFn,
         s: &mut Scratch,
-    ) -> Result<(), usize> {
+    ) -> Result<(), String> {
         let l = self.layout;
         if s.seen.len() < self.n_items {
             s.seen.clear();
@@ -131,12 +131,13 @@ impl<'a> Forest<'a> {
                         s.cands.push(i as u32);
                     }
                 }
+            } else if let Err(msg) = check_node(self.words, &l, self.n_items, i) {
+                return Err(msg);
             } else if nd <= l.max_bucket {
                 found += nd;
                 for &id in &node[l.children..l.children + nd] {
-                    let Some(seen) = s.seen[..self.n_items].get_mut(id as usize) else {
-                        return Err(i);
-                    };
+                    // In range: `check_node` checked the ids.
+                    let seen = &mut s.seen[id as usize];
                     if *seen != epoch {
                         *seen = epoch;
                         s.cands.push(id);
