@@ -1,33 +1,12 @@
 //! The notebook's `.npy` gallery file: read what numpy wrote, write what numpy reads.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use embed_store::{Error, Gallery, Vectors, npy};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The project's Python (made by `scripts/pyenv.sh` on first use).
-fn python() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(workspace().join("scripts/pyenv.sh"))
-        .output()
-        .expect("run scripts/pyenv.sh");
-    assert!(
-        out.status.success(),
-        "scripts/pyenv.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
+use test_support::{fixture, run_python};
 
 #[test]
 fn reads_the_file_numpy_wrote() {
-    let g = npy::read_gallery(&workspace().join("fixtures/notebook_small.npy")).unwrap();
-    let expected =
-        std::fs::read_to_string(workspace().join("fixtures/notebook_small.txt")).unwrap();
+    let g = npy::read_gallery(&fixture("notebook_small.npy")).unwrap();
+    let expected = std::fs::read_to_string(fixture("notebook_small.txt")).unwrap();
     assert_eq!(g.len(), 6);
     assert_eq!(g.dim(), 8);
     for (i, line) in expected.lines().enumerate() {
@@ -53,17 +32,7 @@ fn numpy_reads_what_we_write() {
         &Gallery::new(Vectors::new(2, data.clone()).unwrap(), labels.clone()).unwrap(),
     )
     .unwrap();
-    let out = Command::new(python())
-        .arg(workspace().join("fixtures/scripts/check_npy_roundtrip.py"))
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "numpy failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = run_python("fixtures/scripts/check_npy_roundtrip.py", [&path]);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "(3, 2) float64 <U12");
     assert_eq!(lines[1], labels.join(" "));
@@ -76,7 +45,7 @@ fn numpy_reads_what_we_write() {
 
 #[test]
 fn every_truncation_is_a_clear_error() {
-    let full = std::fs::read(workspace().join("fixtures/notebook_small.npy")).unwrap();
+    let full = std::fs::read(fixture("notebook_small.npy")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cut.npy");
     for len in 0..full.len() {
@@ -90,7 +59,7 @@ fn every_truncation_is_a_clear_error() {
 
 #[test]
 fn huge_claimed_shapes_are_rejected_before_allocating() {
-    let full = std::fs::read(workspace().join("fixtures/notebook_small.npy")).unwrap();
+    let full = std::fs::read(fixture("notebook_small.npy")).unwrap();
     let header_end = 10 + u16::from_le_bytes([full[8], full[9]]) as usize;
     let header = String::from_utf8(full[10..header_end].to_vec()).unwrap();
     assert!(header.contains("(6, 8)") && header.ends_with(" \n"));

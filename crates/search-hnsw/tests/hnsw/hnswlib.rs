@@ -1,19 +1,14 @@
 //! hnswlib's own files: fixtures written by Python hnswlib, and files we write for it.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use embed_store::{Error, SearchIndex};
 use search_hnsw::{HnswIndex, HnswParams, Space};
 
 use crate::common::random_vectors;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn fixture(name: &str) -> PathBuf {
-    workspace().join("fixtures/hnsw").join(name)
+    test_support::fixture(&format!("hnsw/{name}"))
 }
 
 fn queries(dim: usize) -> Vec<Vec<f32>> {
@@ -152,20 +147,6 @@ fn corrupt_or_mismatched_files_are_errors() {
     let _ = index.search(&[1.0; 16], 3).unwrap();
 }
 
-/// The project's Python (made by `scripts/pyenv.sh` on first use).
-fn python() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(workspace().join("scripts/pyenv.sh"))
-        .output()
-        .expect("run scripts/pyenv.sh");
-    assert!(
-        out.status.success(),
-        "scripts/pyenv.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 #[test]
 fn python_hnswlib_opens_our_files_and_agrees() {
     let (n, dim, k, ef) = (1500, 24, 5, 40);
@@ -186,23 +167,18 @@ fn python_hnswlib_opens_our_files_and_agrees() {
         index.delete(7).unwrap();
         let path = dir.path().join("ours.bin");
         index.save_hnswlib(&path).unwrap();
-        let out = Command::new(python())
-            .arg(workspace().join("fixtures/scripts/check_hnsw_load.py"))
-            .args([
+        let out = test_support::run_python(
+            "fixtures/scripts/check_hnsw_load.py",
+            [
                 path.to_str().unwrap(),
                 "cosine",
                 &dim.to_string(),
                 qpath.to_str().unwrap(),
-            ])
-            .args([k.to_string(), ef.to_string()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+                &k.to_string(),
+                &ef.to_string(),
+            ],
         );
-        let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let theirs: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(theirs["count"].as_u64().unwrap() as usize, n); // deleted items count too
         // Reading our hnswlib file back gives the same graph, and the same answers as ours
         // when walking in f32.

@@ -1,0 +1,55 @@
+//! Helpers shared by the workspace's tests (a dev-dependency only).
+//!
+//! - [`workspace`] and [`fixture`]: paths into the repository.
+//! - [`python`] and [`run_python`]: the project's Python (numpy, hnswlib, annoy in a virtualenv
+//!   made by `scripts/pyenv.sh` on first use), for cross-checks of file formats.
+#![deny(missing_docs)]
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// A file under `fixtures/`.
+pub fn fixture(relative: &str) -> PathBuf {
+    workspace().join("fixtures").join(relative)
+}
+
+/// The project's Python, made by `scripts/pyenv.sh` on first use (flock-protected, so parallel
+/// tests share one environment). Panics with the script's output when it cannot be made.
+pub fn python() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(workspace().join("scripts/pyenv.sh"))
+        .output()
+        .expect("run scripts/pyenv.sh");
+    assert!(
+        out.status.success(),
+        "scripts/pyenv.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).expect("a UTF-8 path").trim())
+}
+
+/// Runs `script` (a path relative to the workspace) with the project's Python and `args`, and
+/// returns its standard output. Panics, with its standard error, when it fails.
+pub fn run_python<I, S>(script: &str, args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let out = Command::new(python())
+        .arg(workspace().join(script))
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
