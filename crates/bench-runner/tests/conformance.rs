@@ -18,7 +18,13 @@ use search_linear::LinearIndex;
 const DIM: usize = 32;
 
 fn small_gallery(seed: u64) -> Gallery {
-    let spec = SynthSpec { identities: 10, images_per_identity: 3, distractors: 150, dim: DIM, seed };
+    let spec = SynthSpec {
+        identities: 10,
+        images_per_identity: 3,
+        distractors: 150,
+        dim: DIM,
+        seed,
+    };
     generate(&spec, &()).gallery
 }
 
@@ -32,7 +38,10 @@ fn query_everything<E: SearchIndex>(index: &E) {
     let q: Vec<f32> = (0..index.dim()).map(|i| (i as f32 * 0.37).sin()).collect();
     if let Ok(hits) = index.search(&q, 5) {
         assert!(hits.len() <= 5);
-        assert!(hits.iter().all(|h| (h.id as usize) < index.len() + 1_000_000));
+        assert!(
+            hits.iter()
+                .all(|h| (h.id as usize) < index.len() + 1_000_000)
+        );
     }
     let _ = index.search_threshold(&q, 0.1);
 }
@@ -69,7 +78,11 @@ fn flipped_bytes_are_errors_or_valid<E: SearchIndex>(params: E::Params) {
         let mut bytes = full.clone();
         // Half the rounds hit the first 512 bytes (headers), half anywhere.
         for _ in 0..rng.random_range(1..=4) {
-            let end = if round % 2 == 0 { bytes.len().min(512) } else { bytes.len() };
+            let end = if round % 2 == 0 {
+                bytes.len().min(512)
+            } else {
+                bytes.len()
+            };
             let at = rng.random_range(0..end);
             bytes[at] ^= 1 << rng.random_range(0..8);
         }
@@ -85,9 +98,17 @@ fn garbage_files_are_errors<E: SearchIndex>() {
     let path = dir.path().join("garbage.idx");
     for bytes in [&b""[..], b"\0", &[0xffu8; 100], &[0u8; 4096], b"FACESRCH"] {
         std::fs::write(&path, bytes).unwrap();
-        assert!(E::load(&path).is_err(), "{} loaded {} garbage bytes", E::NAME, bytes.len());
+        assert!(
+            E::load(&path).is_err(),
+            "{} loaded {} garbage bytes",
+            E::NAME,
+            bytes.len()
+        );
     }
-    assert!(matches!(E::load(&dir.path().join("missing.idx")), Err(Error::Io { .. })));
+    assert!(matches!(
+        E::load(&dir.path().join("missing.idx")),
+        Err(Error::Io { .. })
+    ));
 }
 
 fn bad_vectors_and_arguments_are_errors<E: SearchIndex>(params: E::Params) {
@@ -100,14 +121,39 @@ fn bad_vectors_and_arguments_are_errors<E: SearchIndex>(params: E::Params) {
     inf[0] = f32::INFINITY;
     let zero = vec![0.0; DIM];
     for (what, q) in [("NaN", &nan), ("infinite", &inf), ("zero", &zero)] {
-        assert!(matches!(index.search(q, 3), Err(Error::BadVector { .. })), "{} accepted a {what} query", E::NAME);
-        assert!(matches!(index.search_threshold(q, 0.3), Err(Error::BadVector { .. })));
+        assert!(
+            matches!(index.search(q, 3), Err(Error::BadVector { .. })),
+            "{} accepted a {what} query",
+            E::NAME
+        );
+        assert!(matches!(
+            index.search_threshold(q, 0.3),
+            Err(Error::BadVector { .. })
+        ));
     }
-    assert!(matches!(index.search(&good[..DIM - 1], 3), Err(Error::Dimension { expected: DIM, found: 31 })));
-    assert!(matches!(index.search(&[good.clone(), vec![1.0]].concat(), 3), Err(Error::Dimension { .. })));
-    assert!(matches!(index.search(&good, 0), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        index.search(&good[..DIM - 1], 3),
+        Err(Error::Dimension {
+            expected: DIM,
+            found: 31
+        })
+    ));
+    assert!(matches!(
+        index.search(&[good.clone(), vec![1.0]].concat(), 3),
+        Err(Error::Dimension { .. })
+    ));
+    assert!(matches!(
+        index.search(&good, 0),
+        Err(Error::InvalidArgument(_))
+    ));
     for tau in [1.5, -1.01, f32::NAN, f32::INFINITY] {
-        assert!(matches!(index.search_threshold(&good, tau), Err(Error::InvalidArgument(_))), "tau {tau}");
+        assert!(
+            matches!(
+                index.search_threshold(&good, tau),
+                Err(Error::InvalidArgument(_))
+            ),
+            "tau {tau}"
+        );
     }
     // k larger than the gallery: at most every row, each once.
     let all = index.search(&good, gallery.len() + 10).unwrap();
@@ -116,25 +162,47 @@ fn bad_vectors_and_arguments_are_errors<E: SearchIndex>(params: E::Params) {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), all.len(), "{} returned a row twice", E::NAME);
-    assert!(all.windows(2).all(|w| Hit::ranking(&w[0], &w[1]).is_le()), "{} hits out of order", E::NAME);
+    assert!(
+        all.windows(2).all(|w| Hit::ranking(&w[0], &w[1]).is_le()),
+        "{} hits out of order",
+        E::NAME
+    );
     // τ = 1 matches nothing but the query's own direction; the query is row 0 itself.
-    assert!(index.search_threshold(&good, 1.0).unwrap().iter().all(|h| h.score > 0.999));
+    assert!(
+        index
+            .search_threshold(&good, 1.0)
+            .unwrap()
+            .iter()
+            .all(|h| h.score > 0.999)
+    );
 
     // Galleries that cannot be searched by cosine are refused at build time.
     let mut rows = gallery.vectors().as_slice().to_vec();
     rows[5 * DIM + 1] = f32::NAN;
     let with_nan = Vectors::new(DIM, rows).unwrap();
-    assert!(matches!(E::build(with_nan.view(), &params, &()), Err(Error::BadVector { .. })));
+    assert!(matches!(
+        E::build(with_nan.view(), &params, &()),
+        Err(Error::BadVector { .. })
+    ));
     let mut rows = gallery.vectors().as_slice().to_vec();
     rows[7 * DIM..8 * DIM].fill(0.0);
     let with_zero = Vectors::new(DIM, rows).unwrap();
     match E::build(with_zero.view(), &params, &()) {
-        Err(Error::BadVector { what, .. }) => assert!(what.contains('7'), "error names row 7: {what}"),
-        other => panic!("{} built a gallery with a zero row: {:?}", E::NAME, other.map(|_| ())),
+        Err(Error::BadVector { what, .. }) => {
+            assert!(what.contains('7'), "error names row 7: {what}")
+        }
+        other => panic!(
+            "{} built a gallery with a zero row: {:?}",
+            E::NAME,
+            other.map(|_| ())
+        ),
     }
     let empty = Vectors::with_dim(DIM);
     assert!(
-        matches!(E::build(empty.view(), &params, &()), Err(Error::InvalidArgument(_))),
+        matches!(
+            E::build(empty.view(), &params, &()),
+            Err(Error::InvalidArgument(_))
+        ),
         "{} built an empty gallery",
         E::NAME
     );
@@ -164,7 +232,12 @@ fn concurrent_queries_match_sequential<E: SearchIndex>(params: E::Params) {
             .vectors()
             .view()
             .rows()
-            .map(|q| (index.search(q, 4).unwrap(), index.search_threshold(q, 0.3).unwrap()))
+            .map(|q| {
+                (
+                    index.search(q, 4).unwrap(),
+                    index.search_threshold(q, 0.3).unwrap(),
+                )
+            })
             .collect();
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..4)
@@ -213,23 +286,50 @@ fn interrupted_save_keeps_the_previous_index<E: SearchIndex>(params: E::Params, 
         .env(CHILD_PATH, &path)
         .status()
         .unwrap();
-    assert!(status.success(), "the child save did not fail cleanly: {status}");
+    assert!(
+        status.success(),
+        "the child save did not fail cleanly: {status}"
+    );
 
-    assert_eq!(std::fs::read(&path).unwrap(), before, "{}: the previous index changed", E::NAME);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "{}: the previous index changed",
+        E::NAME
+    );
     let reloaded = E::load(&path).unwrap();
     assert_eq!(reloaded.search(q, 4).unwrap(), expected);
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers.len(), 1, "{}: temporary files left behind: {leftovers:?}", E::NAME);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "{}: temporary files left behind: {leftovers:?}",
+        E::NAME
+    );
 }
 
 /// The child side: build a larger index and save it over the parent's; the save must fail
 /// with an error (not a panic, not a success).
 fn child_save_fails<E: SearchIndex>(params: E::Params) {
-    let path = std::env::var_os(CHILD_PATH).expect("run by interrupted_save_keeps_the_previous_index");
-    let spec = SynthSpec { identities: 10, images_per_identity: 3, distractors: 2000, dim: DIM, seed: 9 };
+    let path =
+        std::env::var_os(CHILD_PATH).expect("run by interrupted_save_keeps_the_previous_index");
+    let spec = SynthSpec {
+        identities: 10,
+        images_per_identity: 3,
+        distractors: 2000,
+        dim: DIM,
+        seed: 9,
+    };
     let index: E = build(&generate(&spec, &()).gallery, &params);
     let result = index.save(Path::new(&path));
-    assert!(matches!(result, Err(Error::Io { .. })), "{}: save under a 16 KiB limit gave {result:?}", E::NAME);
+    assert!(
+        matches!(result, Err(Error::Io { .. })),
+        "{}: save under a 16 KiB limit gave {result:?}",
+        E::NAME
+    );
 }
 
 macro_rules! conformance {
@@ -278,7 +378,15 @@ macro_rules! conformance {
 }
 
 conformance!(linear, LinearIndex, Default::default());
-conformance!(hnsw, HnswIndex, HnswParams { m: 12, ef_construction: 100, ..Default::default() });
+conformance!(
+    hnsw,
+    HnswIndex,
+    HnswParams {
+        m: 12,
+        ef_construction: 100,
+        ..Default::default()
+    }
+);
 conformance!(forest, ForestIndex, Default::default());
 
 #[test]
