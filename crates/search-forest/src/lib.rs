@@ -34,6 +34,7 @@
 
 mod build;
 mod index;
+mod kernels;
 mod layout;
 mod search;
 
