@@ -189,11 +189,14 @@ pub fn ratio_table(doc: &Value) -> String {
             .cloned()
     };
     type Figure = (&'static str, fn(&Value) -> Option<f64>);
-    let figures: [Figure; 9] = [
+    let figures: [Figure; 10] = [
         ("build", |e| e["build_s"].as_f64()),
         ("load", |e| e["load_s"].as_f64()),
         ("size", |e| e["index_bytes"].as_f64()),
         ("peakRSS", |e| e["peak_rss_bytes"].as_f64()),
+        ("RSSgrowth", |e| {
+            Some(e["peak_rss_bytes"].as_f64()? - e["rss_before_bytes"].as_f64()?)
+        }),
         ("median q", |e| e["query_median_s"].as_f64()),
         ("qps1@.90", |e| qps_at(e, "qps_1t", 0.90)),
         ("qps1@.99", |e| qps_at(e, "qps_1t", 0.99)),
@@ -205,7 +208,8 @@ pub fn ratio_table(doc: &Value) -> String {
         out,
         "ratios ours/theirs (times, size, memory: < 1 means ours is smaller; qps: > 1 means ours \
          is faster; qpsX@.90 = best queries/s on 1 / all threads among sweep points with \
-         recall@k >= 0.90; '-' = not reached or not measured)"
+         recall@k >= 0.90; RSSgrowth = peak RSS minus what the process held before (its data); '-' = \
+         not reached or not measured)"
     );
     let _ = write!(out, "{:<22}", "ours / peer");
     for (name, _) in &figures {
