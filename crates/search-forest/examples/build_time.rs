@@ -1,4 +1,4 @@
-//! Times one build of the benchmark forest: `build_time [iterations] [leaf|annoy]`.
+//! Times one build of the benchmark forest: `build_time [iterations] [leaf|annoy] [distractors]`.
 use embed_store::SearchIndex;
 use embed_store::synth::{SynthSpec, generate};
 use search_forest::{ForestIndex, ForestParams};
@@ -23,7 +23,11 @@ fn main() {
     if let Some(l) = args.next() {
         params.leaf_size = l.parse().ok();
     }
-    let data = generate(&SynthSpec::default(), &());
+    let mut spec = SynthSpec::default();
+    if let Some(d) = args.next() {
+        spec.distractors = d.parse().unwrap();
+    }
+    let data = generate(&spec, &());
     let (t, c) = (Instant::now(), cpu_seconds());
     let f = ForestIndex::build(data.gallery.vectors().view(), &params, &()).unwrap();
     println!(

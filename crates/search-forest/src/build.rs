@@ -649,13 +649,21 @@ impl<'a> TreeBuilder<'a> {
         let Kernels { dot2, axpby, .. } = kernels();
         let l2 = embed_store::kernels::kernel_set().l2_squared;
         let samples = self.samples(count);
-        // Draw each sample one iteration ahead and prefetch its row (random rows of a large
-        // node come from memory).
-        let mut next = idx[self.rng.random_range(0..count)];
+        // Draw the samples AHEAD iterations early and prefetch their rows (random rows of a
+        // large node come from memory). Same draws, same order.
+        const AHEAD: usize = 4;
+        let mut ring = [0u32; AHEAD];
+        for (s, slot) in ring.iter_mut().enumerate().take(samples) {
+            *slot = idx[self.rng.random_range(0..count)];
+            if s > 0 {
+                prefetch(self.row(*slot));
+            }
+        }
         for s in 0..samples {
-            let x = self.row(next);
-            if s + 1 < samples {
-                next = idx[self.rng.random_range(0..count)];
+            let x = self.row(ring[s % AHEAD]);
+            if s + AHEAD < samples {
+                let next = idx[self.rng.random_range(0..count)];
+                ring[s % AHEAD] = next;
                 prefetch(self.row(next));
             }
             if cosine {
