@@ -124,9 +124,14 @@ pub fn render(doc: &Value) -> Result<String, Box<dyn Error>> {
     h.push_str("</div>\n<p class=\"note\">Build time 0 or missing: the index file was given or reused from an earlier run (its recorded build time is shown when reused). Peak memory: the process's high-water mark during that engine's build, load and queries (Linux VmHWM, reset before each engine), including the gallery and queries it holds; peers each run in their own Python process.</p>\n");
 
     if doc["peers"].is_array() {
-        h.push_str("<h2>Ours / theirs</h2>\n<pre>");
-        h.push_str(&esc(&crate::peers::ratio_table(doc)));
-        h.push_str("</pre>\n");
+        let table = crate::peers::ratio_table(doc);
+        let (legend, rows) = table.split_once('\n').unwrap_or(("", &table));
+        let _ = write!(
+            h,
+            "<h2>Ours / theirs</h2>\n<p class=\"note\">{}</p>\n<pre>{}</pre>\n",
+            esc(legend),
+            esc(rows)
+        );
     }
     h.push_str("<h2>The notebook's table</h2>\n");
     h.push_str(&notebook_table(&entries));
