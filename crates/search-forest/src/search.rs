@@ -198,19 +198,13 @@ impl<'a> Forest<'a> {
     /// Prefetches the start of item `i`'s node (a hint; never faults).
     #[inline]
     pub fn prefetch(&self, i: usize) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            let start = i * self.layout.words;
-            if start < self.words.len() {
-                let p = self.words[start..].as_ptr() as *const i8;
-                let lines = (self.layout.words * 4).div_ceil(64).min(8);
-                for l in 0..lines {
-                    // SAFETY: prefetch is only a hint and never faults; the address stays
-                    // within (or one line past) the node, computed with wrapping arithmetic.
-                    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64 * l)) };
-                }
-            }
+        let start = i * self.layout.words;
+        if let Some(node) = self.words.get(start..) {
+            // The first eight cache lines of the node: its header and the start of its vector.
+            embed_store::kernels::prefetch(
+                node.as_ptr().cast(),
+                (self.layout.words * 4).min(8 * 64),
+            );
         }
     }
 }

@@ -2,31 +2,10 @@
 //! `fixtures/scripts/make_annoy_fixtures.py`, with its answers) and it opens ours, and both
 //! readers return the same neighbours for the same query and `search_k`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use embed_store::{SearchIndex, Vectors};
 use search_forest::{ForestIndex, ForestParams, Metric};
 use search_linear::LinearIndex;
 use serde_json::Value;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The project's Python (made by `scripts/pyenv.sh` on first use).
-fn python() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(workspace().join("scripts/pyenv.sh"))
-        .output()
-        .expect("run scripts/pyenv.sh");
-    assert!(
-        out.status.success(),
-        "scripts/pyenv.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 fn floats(v: &Value) -> Vec<f32> {
     v.as_array()
@@ -82,7 +61,7 @@ fn we_open_files_python_annoy_wrote_and_answer_like_it() {
         (Metric::Angular, "angular"),
         (Metric::Euclidean, "euclidean"),
     ] {
-        let dir = workspace().join("fixtures/forest");
+        let dir = test_support::fixture("forest");
         let json: Value = serde_json::from_str(
             &std::fs::read_to_string(dir.join(format!("python_{name}.json"))).unwrap(),
         )
@@ -165,22 +144,16 @@ fn python_annoy_opens_our_files_and_answers_like_us() {
         .unwrap();
         let path = dir.path().join(format!("ours_{name}.ann"));
         forest.save(&path).unwrap();
-        let out = Command::new(python())
-            .arg(workspace().join("fixtures/scripts/check_annoy_interchange.py"))
-            .args([
+        let out = test_support::run_python(
+            "fixtures/scripts/check_annoy_interchange.py",
+            [
                 path.to_str().unwrap(),
                 &dim.to_string(),
                 name,
                 spec.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "python annoy failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            ],
         );
-        let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let theirs: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(theirs["n_items"].as_u64().unwrap() as usize, n);
         assert_eq!(theirs["n_trees"].as_u64().unwrap() as usize, n_trees);
         for (i, item) in rows(&theirs["items"]).iter().enumerate() {
