@@ -14,7 +14,7 @@ use embed_store::synth::{Dataset, Headline, SynthSpec, generate};
 use embed_store::{Gallery, SearchIndex, npy};
 use indicatif::{ProgressBar, ProgressStyle};
 use search_forest::{ForestIndex, ForestParams, Metric};
-use search_hnsw::{HnswIndex, HnswParams};
+use search_hnsw::{HnswIndex, HnswParams, Space};
 use search_linear::LinearIndex;
 use serde_json::{Value, json};
 
@@ -72,13 +72,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         ..base_sweep
     };
     let dim = workload.gallery.dim();
+    // Our own file, else a file written by Python hnswlib (the notebook's cosine space).
     let open_hnsw = |p: &Path| {
-        HnswIndex::load(p).map_err(|e| {
-            embed_store::Error::InvalidArgument(format!(
-                "{e} (only HNSW files written by this project can be used: search-hnsw has no \
-                 reader for Python hnswlib's format yet)"
-            ))
-        })
+        HnswIndex::load(p)
+            .or_else(|e| HnswIndex::load_hnswlib(p, dim, Space::Cosine).map_err(|_| e))
     };
     let open_forest = |p: &Path| {
         ForestIndex::load(p).or_else(|e| ForestIndex::open(p, dim, Metric::Angular).map_err(|_| e))

@@ -206,8 +206,9 @@ pub struct BenchArgs {
     /// same person: labels equal up to the last '_' (id042_q and id042_3).
     #[arg(long, requires = "queries")]
     pub query_labels: Option<PathBuf>,
-    /// Use this HNSW index file (written by this project) instead of building one; it must be
-    /// built over the same gallery.
+    /// Use this HNSW index file (written by this project, or by Python hnswlib's save_index with
+    /// space='cosine' and labels = row numbers) instead of building one; it must be built over
+    /// the same gallery.
     #[arg(long)]
     pub hnsw_index: Option<PathBuf>,
     /// Use this Annoy forest file (written by this project or by Python annoy, angular) instead

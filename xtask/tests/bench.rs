@@ -214,3 +214,41 @@ fn sweep_own_data_given_index_and_report() {
     let err = String::from_utf8_lossy(&other.stderr);
     assert!(err.contains("same gallery"), "{err}");
 }
+
+#[test]
+fn an_index_written_by_python_hnswlib_is_used_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    run_bench(dir.path(), &["--engines", "linear"]);
+    let py_index = dir.path().join("notebook-hnsw.bin");
+    let rows = test_support::run_python(
+        "fixtures/scripts/make_hnswlib_index.py",
+        [
+            dir.path().join("search_data.npy").as_os_str(),
+            py_index.as_os_str(),
+        ],
+    );
+    assert_eq!(rows.trim(), "3149");
+    let json = dir.path().join("given.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["bench", "--quiet", "--engines", "hnsw", "--gallery"])
+        .arg(dir.path().join("search_data.npy"))
+        .arg("--queries")
+        .arg(dir.path().join("queries.npy"))
+        .arg("--hnsw-index")
+        .arg(&py_index)
+        .arg("--results")
+        .arg(dir.path().join("given"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let hnsw = &report["engines"][0];
+    assert_eq!(hnsw["index_origin"], "given");
+    assert!(hnsw["recall_at_k"].as_f64().unwrap() >= 0.9, "{hnsw}");
+}
