@@ -161,7 +161,8 @@ pub struct BenchArgs {
     /// Forest: number of trees.
     #[arg(long, default_value_t = 20)]
     pub trees: usize,
-    /// Forest: nodes inspected per query (default: annoy's, k x trees).
+    /// Forest: candidates gathered per query (default: the larger of annoy's k x trees and
+    /// n/20, see search-forest's README).
     #[arg(long)]
     pub search_k: Option<usize>,
 
