@@ -1,10 +1,11 @@
 //! `cargo xtask bench` end to end on a small dataset: the JSON it writes, and the build cache.
 
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-fn run_bench(results: &std::path::Path, extra: &[&str]) -> Value {
+fn run_bench(results: &Path, extra: &[&str]) -> Value {
     let json = results.join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args([
@@ -160,25 +161,12 @@ fn sweep_own_data_given_index_and_report() {
     // Own data: the files the bench wrote, as a user would pass them, with the HNSW index
     // built above given instead of built again.
     let hnsw_file = report["engines"][1]["index_file"].as_str().unwrap();
-    let own = dir.path().join("own");
-    let json = own.join("own.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["bench", "--quiet", "--engines", "linear,hnsw", "--gallery"])
-        .arg(dir.path().join("search_data.npy"))
-        .arg("--queries")
-        .arg(dir.path().join("queries.npy"))
-        .args(["--hnsw-index", hnsw_file, "--results"])
-        .arg(&own)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let mine = bench_own_data(
+        dir.path(),
+        "linear,hnsw",
+        Path::new(hnsw_file),
+        &dir.path().join("own"),
     );
-    let mine: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(mine["dataset"]["kind"], "files");
     // The headline is the first query, id000_q; its truth the person's gallery images (the
     // synthetic gallery holds 4 of them: image 1 is the synthetic headline query).
@@ -228,16 +216,25 @@ fn an_index_written_by_python_hnswlib_is_used_as_given() {
         ],
     );
     assert_eq!(rows.trim(), "3149");
-    let json = dir.path().join("given.json");
+    let report = bench_own_data(dir.path(), "hnsw", &py_index, &dir.path().join("given"));
+    let hnsw = &report["engines"][0];
+    assert_eq!(hnsw["index_origin"], "given");
+    assert!(hnsw["recall_at_k"].as_f64().unwrap() >= 0.9, "{hnsw}");
+}
+
+/// Runs the bench on the gallery and queries an earlier run wrote to `data`, as a user would
+/// pass their own files, with `hnsw_index` given; returns the JSON report.
+fn bench_own_data(data: &Path, engines: &str, hnsw_index: &Path, results: &Path) -> Value {
+    let json = results.join("own.json");
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["bench", "--quiet", "--engines", "hnsw", "--gallery"])
-        .arg(dir.path().join("search_data.npy"))
+        .args(["bench", "--quiet", "--engines", engines, "--gallery"])
+        .arg(data.join("search_data.npy"))
         .arg("--queries")
-        .arg(dir.path().join("queries.npy"))
+        .arg(data.join("queries.npy"))
         .arg("--hnsw-index")
-        .arg(&py_index)
+        .arg(hnsw_index)
         .arg("--results")
-        .arg(dir.path().join("given"))
+        .arg(results)
         .arg("--json")
         .arg(&json)
         .output()
@@ -247,8 +244,5 @@ fn an_index_written_by_python_hnswlib_is_used_as_given() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let hnsw = &report["engines"][0];
-    assert_eq!(hnsw["index_origin"], "given");
-    assert!(hnsw["recall_at_k"].as_f64().unwrap() >= 0.9, "{hnsw}");
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
 }
