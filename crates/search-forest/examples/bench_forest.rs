@@ -20,22 +20,6 @@ use search_linear::LinearIndex;
 const K: usize = 4;
 const TAU: f32 = 0.35;
 
-/// CPU seconds (user + system) this process has used so far, from /proc (Linux only).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<f64> = after
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the ')'; clock ticks of 10 ms.
-    if f.len() > 12 {
-        (f[11] + f[12]) / 100.0
-    } else {
-        f64::NAN
-    }
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -142,10 +126,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut build_cpu_s = f64::NAN;
     if !(args.reuse && path.exists()) {
         let t = Instant::now();
-        let c = cpu_seconds();
+        let c = test_support::cpu_seconds();
         let built = ForestIndex::build(gallery.view(), &params, &())?;
         build_s = t.elapsed().as_secs_f64();
-        build_cpu_s = cpu_seconds() - c;
+        build_cpu_s = test_support::cpu_seconds() - c;
         built.save(&path)?;
     }
     let size = std::fs::metadata(&path)?.len();

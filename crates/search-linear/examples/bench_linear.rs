@@ -63,22 +63,6 @@ fn parse() -> Args {
     a
 }
 
-/// CPU seconds this process has used (user + system, all threads), from /proc/self/stat: on a
-/// shared machine the wall clock also counts time spent waiting for a core.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // Clock ticks are 100 per second on Linux x86-64.
-    f.iter().sum::<f64>() / 100.0
-}
-
 /// Median wall seconds, mean CPU seconds, mean bytes read, and the ids found per query.
 type SingleRun = (f64, f64, f64, Vec<Vec<u32>>);
 
@@ -140,7 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (n, dim) = (index.len(), index.dim());
 
     let single = |index: &LinearIndex| -> Result<SingleRun, embed_store::Error> {
-        let cpu0 = cpu_seconds();
+        let cpu0 = test_support::cpu_seconds();
         let mut times = Vec::new();
         let mut bytes = 0usize;
         let mut ids = Vec::new();
@@ -155,7 +139,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
-        let cpu = (cpu_seconds() - cpu0) / times.len() as f64;
+        let cpu = (test_support::cpu_seconds() - cpu0) / times.len() as f64;
         Ok((median(times), cpu, bytes as f64 / ids.len() as f64, ids))
     };
     let (single_s, single_cpu_s, single_bytes, ids) = single(&index)?;
@@ -176,13 +160,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let thr_bytes = thr_bytes as f64 / thr.len() as f64;
     let mut batch = Vec::new();
     let mut batch_ids = Vec::new();
-    let cpu0 = cpu_seconds();
+    let cpu0 = test_support::cpu_seconds();
     for _ in 0..a.repeats {
         let (hits, t) = timed(|| index.search_batch(queries.view(), a.k));
         batch.push(t);
         batch_ids = hits?;
     }
-    let batch_cpu_s = (cpu_seconds() - cpu0) / batch.len() as f64;
+    let batch_cpu_s = (test_support::cpu_seconds() - cpu0) / batch.len() as f64;
     let batch_ids: Vec<Vec<u32>> = batch_ids
         .iter()
         .map(|h| h.iter().map(|h| h.id).collect())

@@ -53,3 +53,24 @@ where
     );
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
+
+/// CPU seconds (user + system, all threads) this process has used, from Linux's
+/// `/proc/self/stat`; NaN where it cannot be read. On a shared machine the wall clock also
+/// counts time spent waiting for a core, so benchmarks print this beside it.
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if ticks.len() == 2 {
+        // Clock ticks are 100 per second on Linux x86-64.
+        ticks.iter().sum::<f64>() / 100.0
+    } else {
+        f64::NAN
+    }
+}
