@@ -136,12 +136,17 @@ impl<'a> VectorView<'a> {
         self.data.chunks_exact(self.dim)
     }
 
-    /// Checks every row with [`check_vector`]; the error names the first bad row.
+    /// Checks every row with [`check_vector`], on all cores; the error names the first bad row.
     pub fn check_all(&self) -> Result<()> {
-        for (i, row) in self.rows().enumerate() {
-            check_vector(row, self.dim, || format!("gallery row {i}"))?;
+        use rayon::prelude::*;
+        let bad = self
+            .data
+            .par_chunks_exact(self.dim)
+            .position_first(|row| check_vector(row, self.dim, String::new).is_err());
+        match bad {
+            Some(i) => check_vector(self.row(i), self.dim, || format!("gallery row {i}")),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -204,4 +209,28 @@ pub fn normalized_rows(view: VectorView<'_>) -> Result<Vectors> {
         dim: view.dim(),
         data,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_all_names_the_first_bad_row() {
+        let dim = 3;
+        let mut data: Vec<f32> = (0..5000 * dim).map(|i| 1.0 + (i % 7) as f32).collect();
+        let view = VectorView::new(dim, &data).unwrap();
+        assert!(view.check_all().is_ok());
+        data[4321 * dim + 1] = f32::NAN;
+        data[4999 * dim..].fill(0.0);
+        data[777 * dim..778 * dim].fill(0.0);
+        let err = VectorView::new(dim, &data)
+            .unwrap()
+            .check_all()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::BadVector { what, .. } if what == "gallery row 777"),
+            "{err}"
+        );
+    }
 }

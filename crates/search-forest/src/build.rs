@@ -6,11 +6,12 @@
 //! roots are copied to the end: exactly the node order Annoy writes.
 
 use embed_store::Progress;
-use embed_store::kernels::{DotFn, dot_kernel};
+use embed_store::kernels::dot_kernel;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 
+use crate::codes::{PlaneCode, RowCodes};
 use crate::kernels::{AxpbyFn, Kernels, kernels};
 use crate::layout::{Layout, Metric};
 
@@ -36,53 +37,63 @@ pub(crate) struct BuildSpec {
     pub leaf: usize,
 }
 
-/// Builds the trees over the item nodes in `words` (one per row: count 1, the row normalised
-/// for cosine, as [`item_nodes`] writes them) and appends the tree nodes and root copies:
-/// the whole file, as words. Fails only when the node count would exceed Annoy's `i32` ids.
+/// Builds the forest over `rows` (checked already: finite, non-zero, `layout.dim` wide) and
+/// returns the whole file, as words: the item nodes (count 1, the row scaled to unit length),
+/// then every tree's nodes (children before parents), then a copy of every root. Fails only
+/// when the node count would exceed Annoy's `i32` ids.
+///
+/// The trees are built on the rows' int8 codes ([`RowCodes`]); the file is written once, in
+/// parallel, into a buffer of its final size.
 pub(crate) fn build_forest(
-    mut words: Vec<u32>,
+    rows: &[f32],
     layout: Layout,
     spec: &BuildSpec,
     progress: &dyn Progress,
 ) -> std::result::Result<Vec<u32>, String> {
-    let n = words.len() / layout.words;
+    let n = rows.len() / layout.dim;
     progress.set_total((n * spec.n_trees) as u64);
+    let codes = RowCodes::new(rows, layout.dim);
+    let forest = build_trees(&codes, n, layout, spec, progress);
+    drop(codes);
 
-    let trees = build_trees(bytemuck::cast_slice(&words), layout, spec, progress);
-
-    let internal: usize = trees.iter().map(|t| t.nodes.len() / layout.words).sum();
-    let n_nodes = n + internal + trees.len();
+    let tree_nodes = &forest.node_counts;
+    let n_nodes = n + tree_nodes.iter().sum::<usize>() + spec.n_trees;
     if n_nodes > i32::MAX as usize {
         return Err(format!(
             "{n_nodes} nodes exceed Annoy's i32 ids; use fewer trees or items"
         ));
     }
-    words.reserve_exact((n_nodes - n) * layout.words);
-    let mut roots = Vec::with_capacity(trees.len());
-    for tree in &trees {
-        let base = words.len() / layout.words;
-        let remap = |r: u32| {
-            if (r as usize) < n {
-                r
-            } else {
-                (r as usize - n + base) as u32
-            }
-        };
-        for node in tree.nodes.chunks_exact(layout.words) {
-            let start = words.len();
-            words.extend_from_slice(node);
-            if node[0] as usize > layout.max_bucket {
-                for c in &mut words[start + layout.children..start + layout.children + 2] {
-                    *c = remap(*c);
-                }
-            }
-        }
-        roots.push(remap(tree.root) as usize);
+    let w = layout.words;
+    let mut words = vec![0u32; n_nodes * w];
+    let (items, rest) = words.split_at_mut(n * w);
+    let trees = &mut rest[..(n_nodes - n - spec.n_trees) * w];
+    let mut regions = Vec::with_capacity(spec.n_trees);
+    let (mut left, mut first) = (trees, n);
+    for &count in tree_nodes {
+        let (region, tail) = left.split_at_mut(count * w);
+        regions.push((first, region));
+        (left, first) = (tail, first + count);
     }
-    for r in roots {
-        words.extend_from_within(r * layout.words..(r + 1) * layout.words);
+    let (_, roots): ((), Vec<u32>) = rayon::join(
+        || item_nodes(rows, items, layout),
+        || {
+            regions
+                .into_par_iter()
+                .enumerate()
+                .map(|(t, (first, region))| {
+                    let mut used = 0;
+                    let root = forest.emit(t, forest.roots[t], layout, n, first, region, &mut used);
+                    debug_assert_eq!(used * w, region.len());
+                    root
+                })
+                .collect()
+        },
+    );
+    // Annoy finds the roots at the end of the file: a copy of each.
+    for (t, &root) in roots.iter().enumerate() {
+        let root = root as usize;
+        words.copy_within(root * w..(root + 1) * w, (n_nodes - spec.n_trees + t) * w);
     }
-    debug_assert_eq!(words.len(), n_nodes * layout.words);
     Ok(words)
 }
 
@@ -141,12 +152,12 @@ struct SyncSplit {
 }
 
 fn build_trees(
-    data: &[f32],
+    data: &RowCodes,
+    n: usize,
     layout: Layout,
     spec: &BuildSpec,
     progress: &dyn Progress,
-) -> Vec<Tree> {
-    let n = data.len() / layout.words;
+) -> Forest {
     let t_count = spec.n_trees;
     let sync_min = SYNC_MIN.max(2 * layout.max_bucket);
     let mut splits: Vec<Vec<SyncSplit>> = (0..t_count).map(|_| Vec::new()).collect();
@@ -191,23 +202,36 @@ fn build_trees(
         let planes: Vec<(Vec<f32>, f32)> = big
             .par_iter()
             .map(|task| {
-                let mut b = TreeBuilder::new(data, layout, spec, task.serial, progress);
+                let mut b = TreeBuilder::new(data, n, layout, spec, task.serial, progress);
                 b.two_means_plane(&task.members)
             })
             .collect();
-        // One pass over the rows: every tree's side for every row (row-major: T per row).
-        slot_of.clear();
-        slot_of.resize(n * t_count, u32::MAX);
+        let plane_codes: Vec<PlaneCode> = planes
+            .par_iter()
+            .map(|(normal, _)| PlaneCode::new(normal, data.stride))
+            .collect();
+        // Which task (plane) holds each row, per tree (tree-major: n per tree), filled per tree
+        // in parallel.
+        let mut tasks_of_tree = vec![Vec::new(); t_count];
         for (k, task) in big.iter().enumerate() {
-            for &m in &task.members {
-                slot_of[m as usize * t_count + task.tree] = k as u32;
-            }
+            tasks_of_tree[task.tree].push(k);
         }
-        side_of.clear();
+        slot_of.resize(n * t_count, u32::MAX);
+        slot_of
+            .par_chunks_mut(n)
+            .zip(&tasks_of_tree)
+            .for_each(|(slots, tasks)| {
+                slots.fill(u32::MAX);
+                for &k in tasks {
+                    for &m in &big[k].members {
+                        slots[m as usize] = k as u32;
+                    }
+                }
+            });
+        // One pass over the rows: every tree's side for every row (row-major: T per row).
         side_of.resize(n * t_count, 0u8);
         const ROWS: usize = 256;
-        let dot = dot_kernel();
-        let dot4 = kernels().dot4;
+        let side_dot4 = kernels().side_dot4;
         let side = |m: f32| {
             if m > 0.0 {
                 1
@@ -217,39 +241,28 @@ fn build_trees(
                 2
             }
         };
+        let slot_of = &slot_of;
         side_of
             .par_chunks_mut(ROWS * t_count)
-            .zip(slot_of.par_chunks(ROWS * t_count))
             .enumerate()
-            .for_each(|(c, (sides, slots))| {
+            .for_each(|(c, sides)| {
                 // (tree, plane) pairs of the current row, four planes per pass over the row.
                 let mut active: Vec<(usize, usize)> = Vec::with_capacity(t_count);
-                for (r, (sides, slots)) in sides
-                    .chunks_mut(t_count)
-                    .zip(slots.chunks(t_count))
-                    .enumerate()
-                {
+                for (r, sides) in sides.chunks_mut(t_count).enumerate() {
                     let i = c * ROWS + r;
-                    let x = &data[i * layout.words + layout.v..(i + 1) * layout.words];
                     active.clear();
-                    active.extend(
-                        slots
-                            .iter()
-                            .enumerate()
-                            .filter(|&(_, &k)| k != u32::MAX)
-                            .map(|(t, &k)| (t, k as usize)),
-                    );
-                    let mut groups = active.chunks_exact(4);
-                    for g in &mut groups {
-                        let ys = [0, 1, 2, 3].map(|j| planes[g[j].1].0.as_slice());
-                        let ms = dot4(x, ys);
-                        for (&(t, k), m) in g.iter().zip(ms) {
+                    active.extend((0..t_count).filter_map(|t| {
+                        let k = slot_of[t * n + i];
+                        (k != u32::MAX).then_some((t, k as usize))
+                    }));
+                    let i = i as u32;
+                    for g in active.chunks(4) {
+                        // A short last group repeats its first plane.
+                        let k4 = [0, 1, 2, 3].map(|j| g.get(j).unwrap_or(&g[0]).1);
+                        let margins = data.margins4(side_dot4, [i; 4], k4.map(|k| &plane_codes[k]));
+                        for (&(t, k), m) in g.iter().zip(margins) {
                             sides[t] = side(planes[k].1 + m);
                         }
-                    }
-                    for &(t, k) in groups.remainder() {
-                        let (normal, offset) = &planes[k];
-                        sides[t] = side(offset + dot(normal, x));
                     }
                 }
             });
@@ -258,7 +271,7 @@ fn build_trees(
             .par_iter()
             .zip(planes)
             .map(|(task, (normal, offset))| {
-                let mut b = TreeBuilder::new(data, layout, spec, mix(task.serial, 7), progress);
+                let mut b = TreeBuilder::new(data, n, layout, spec, mix(task.serial, 7), progress);
                 b.sides.clear();
                 for &m in &task.members {
                     let s = side_of[m as usize * t_count + task.tree];
@@ -318,7 +331,7 @@ fn build_trees(
     let built: Vec<Tree> = subtrees
         .par_iter_mut()
         .map(|task| {
-            let mut b = TreeBuilder::new(data, layout, spec, task.serial, progress);
+            let mut b = TreeBuilder::new(data, n, layout, spec, task.serial, progress);
             let root = b.make_tree(&mut task.members, task.is_root);
             Tree {
                 nodes: b.nodes,
@@ -327,70 +340,93 @@ fn build_trees(
         })
         .collect();
 
-    // Each tree in Annoy's order: children before parents.
-    (0..t_count)
-        .into_par_iter()
-        .map(|t| {
-            let mut out = Vec::new();
-            let root = emit(roots[t], &splits[t], &built, layout, n, &mut out);
-            Tree { nodes: out, root }
-        })
-        .collect()
+    let mut node_counts: Vec<usize> = splits.iter().map(Vec::len).collect();
+    for (task, tree) in subtrees.iter().zip(&built) {
+        node_counts[task.tree] += tree.nodes.len() / layout.words;
+    }
+    Forest {
+        splits,
+        roots,
+        subtrees: built,
+        node_counts,
+    }
 }
 
-/// Appends the subtree at `child` to `out` (children first) and returns its ref.
-fn emit(
-    child: Child,
-    splits: &[SyncSplit],
-    built: &[Tree],
-    layout: Layout,
-    n: usize,
-    out: &mut Vec<u32>,
-) -> u32 {
-    match child {
-        Child::Pending => unreachable!("every slot is filled"),
-        Child::Sub(s) => {
-            let tree = &built[s];
-            let base = out.len() / layout.words;
-            let remap = |r: u32| if (r as usize) < n { r } else { r + base as u32 };
-            for node in tree.nodes.chunks_exact(layout.words) {
-                let start = out.len();
-                out.extend_from_slice(node);
-                if node[0] as usize > layout.max_bucket {
-                    for c in &mut out[start + layout.children..start + layout.children + 2] {
-                        *c = remap(*c);
+/// The trees, before they are laid out: per tree, the splits made by the level pass (each
+/// child a split or a subtree) and the root; the subtrees built depth first.
+struct Forest {
+    splits: Vec<Vec<SyncSplit>>,
+    roots: Vec<Child>,
+    subtrees: Vec<Tree>,
+    /// Nodes per tree.
+    node_counts: Vec<usize>,
+}
+
+impl Forest {
+    /// Writes the subtree of tree `t` at `child` into `out` from node `*used` on (children
+    /// first) and returns its ref; `first` is the id of `out`'s first node in the file.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &self,
+        t: usize,
+        child: Child,
+        layout: Layout,
+        n: usize,
+        first: usize,
+        out: &mut [u32],
+        used: &mut usize,
+    ) -> u32 {
+        let w = layout.words;
+        match child {
+            Child::Pending => unreachable!("every slot is filled"),
+            Child::Sub(s) => {
+                let tree = &self.subtrees[s];
+                // Local node j of the subtree becomes node `base + j` of the file.
+                let base = first + *used;
+                let remap = |r: u32| {
+                    if (r as usize) < n {
+                        r
+                    } else {
+                        (r as usize - n + base) as u32
                     }
+                };
+                for node in tree.nodes.chunks_exact(w) {
+                    let dst = &mut out[*used * w..(*used + 1) * w];
+                    dst.copy_from_slice(node);
+                    if node[0] as usize > layout.max_bucket {
+                        for c in &mut dst[layout.children..layout.children + 2] {
+                            *c = remap(*c);
+                        }
+                    }
+                    *used += 1;
                 }
+                remap(tree.root)
             }
-            remap(tree.root)
-        }
-        Child::Split(a) => {
-            let split = &splits[a];
-            let c0 = emit(split.children[0], splits, built, layout, n, out);
-            let c1 = emit(split.children[1], splits, built, layout, n, out);
-            let start = out.len();
-            out.resize(start + layout.words, 0);
-            let node = &mut out[start..];
-            node[0] = split.nd;
-            node[layout.children] = c0;
-            node[layout.children + 1] = c1;
-            if layout.metric == Metric::Euclidean {
-                node[1] = split.offset.to_bits();
+            Child::Split(a) => {
+                let split = &self.splits[t][a];
+                let c0 = self.emit(t, split.children[0], layout, n, first, out, used);
+                let c1 = self.emit(t, split.children[1], layout, n, first, out, used);
+                let node = &mut out[*used * w..(*used + 1) * w];
+                node[0] = split.nd;
+                node[layout.children] = c0;
+                node[layout.children + 1] = c1;
+                if layout.metric == Metric::Euclidean {
+                    node[1] = split.offset.to_bits();
+                }
+                node[layout.v..].copy_from_slice(bytemuck::cast_slice(&split.normal));
+                *used += 1;
+                (first + *used - 1) as u32
             }
-            node[layout.v..].copy_from_slice(bytemuck::cast_slice(&split.normal));
-            (n + start / layout.words) as u32
         }
     }
 }
 
-/// Item nodes for `rows` (checked already): count 1, the row scaled to unit length (cosine is
-/// what the index answers, whatever the metric), and for angular its squared norm in the
-/// children slot, as Annoy keeps it.
-pub(crate) fn item_nodes(rows: &[f32], layout: Layout) -> Vec<u32> {
-    let n = rows.len() / layout.dim;
-    let mut words = vec![0u32; n * layout.words];
+/// Writes the item node of every row into `items`: count 1, the row scaled to unit length
+/// (cosine is what the index answers, whatever the metric), and for angular its squared norm
+/// in the children slot, as Annoy keeps it.
+fn item_nodes(rows: &[f32], items: &mut [u32], layout: Layout) {
     let dot = dot_kernel();
-    words
+    items
         .par_chunks_mut(layout.words)
         .zip(rows.par_chunks(layout.dim))
         .for_each(|(node, row)| {
@@ -408,7 +444,6 @@ pub(crate) fn item_nodes(rows: &[f32], layout: Layout) -> Vec<u32> {
                 node[1] = dot(v, v).to_bits();
             }
         });
-    words
 }
 
 struct Tree {
@@ -419,14 +454,14 @@ struct Tree {
 }
 
 struct TreeBuilder<'a> {
-    data: &'a [f32],
+    data: &'a RowCodes,
     layout: Layout,
     n: usize,
     iterations: usize,
     split: Split,
     leaf: usize,
     rng: Xoshiro256PlusPlus,
-    dot: DotFn,
+    kernels: Kernels,
     progress: &'a dyn Progress,
     nodes: Vec<u32>,
     /// Scratch: one side per index of the node being split.
@@ -437,7 +472,8 @@ struct TreeBuilder<'a> {
 
 impl<'a> TreeBuilder<'a> {
     fn new(
-        data: &'a [f32],
+        data: &'a RowCodes,
+        n: usize,
         layout: Layout,
         spec: &BuildSpec,
         seed: u64,
@@ -446,18 +482,18 @@ impl<'a> TreeBuilder<'a> {
         TreeBuilder {
             data,
             layout,
-            n: data.len() / layout.words,
+            n,
             iterations: spec.iterations,
             split: spec.split,
             // With n = K + 1 items, a split below the root would claim K + 1 = n descendants
             // like a root, and Annoy's root scan would count it as one: keep Annoy's leaves.
-            leaf: if data.len() / layout.words > layout.max_bucket + 1 {
+            leaf: if n > layout.max_bucket + 1 {
                 spec.leaf.clamp(1, layout.max_bucket)
             } else {
                 layout.max_bucket
             },
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
-            dot: dot_kernel(),
+            kernels: kernels(),
             progress,
             nodes: Vec::new(),
             sides: Vec::new(),
@@ -466,9 +502,8 @@ impl<'a> TreeBuilder<'a> {
         }
     }
 
-    fn row(&self, i: u32) -> &'a [f32] {
-        let w = self.layout.words;
-        &self.data[i as usize * w + self.layout.v..(i as usize + 1) * w]
+    fn row(&self, i: u32) -> &'a [i8] {
+        self.data.row(i)
     }
 
     /// Appends a node and returns its local ref.
@@ -586,40 +621,25 @@ impl<'a> TreeBuilder<'a> {
     /// Computes every index's side of the plane into `self.sides`; returns the imbalance.
     fn assign_sides(&mut self, idx: &[u32], normal: &[f32], offset: f32) -> f64 {
         self.sides.clear();
+        let plane = PlaneCode::new(normal, self.data.stride);
+        let side_dot4 = self.kernels.side_dot4;
         let mut ones = 0;
-        let dot4 = kernels().dot4;
-        // One plane against four rows at a time (the plane is read once per four rows).
-        let mut chunks = idx.chunks_exact(4);
-        for c in &mut chunks {
-            let ys = [
-                self.row(c[0]),
-                self.row(c[1]),
-                self.row(c[2]),
-                self.row(c[3]),
-            ];
-            ones += self.push_sides(&dot4(normal, ys), offset);
-        }
-        for &i in chunks.remainder() {
-            let m = (self.dot)(normal, self.row(i));
-            ones += self.push_sides(&[m], offset);
+        // One plane against four rows at a time; a short last group repeats its first row.
+        for g in idx.chunks(4) {
+            let rows = [0, 1, 2, 3].map(|j| *g.get(j).unwrap_or(&g[0]));
+            let margins = self.data.margins4(side_dot4, rows, [&plane; 4]);
+            for m in &margins[..g.len()] {
+                let m = offset + m;
+                let side = if m != 0.0 {
+                    m > 0.0
+                } else {
+                    self.rng.random::<bool>()
+                };
+                ones += side as usize;
+                self.sides.push(side);
+            }
         }
         split_imbalance(idx.len() - ones, ones)
-    }
-
-    /// Appends the sides for these margins (before `offset`); returns how many are on side 1.
-    fn push_sides(&mut self, margins: &[f32], offset: f32) -> usize {
-        let mut ones = 0;
-        for &m in margins {
-            let m = offset + m;
-            let side = if m != 0.0 {
-                m > 0.0
-            } else {
-                self.rng.random::<bool>()
-            };
-            ones += side as usize;
-            self.sides.push(side);
-        }
-        ones
     }
 
     /// Two-means samples for a node of `count` items: the configured number, but at most
@@ -629,25 +649,23 @@ impl<'a> TreeBuilder<'a> {
     }
 
     /// Annoy's `two_means` + `create_split`: the unit normal of the plane between two centroids
-    /// (and, for euclidean, the plane's offset).
+    /// (and, for euclidean, the plane's offset), computed on the rows' codes.
     fn two_means_plane(&mut self, idx: &[u32]) -> (Vec<f32>, f32) {
-        let dot = self.dot;
+        let Kernels { dot2, axpby, .. } = self.kernels;
         let cosine = self.layout.metric == Metric::Angular;
         let count = idx.len();
         let i = self.rng.random_range(0..count);
         let mut j = self.rng.random_range(0..count - 1);
         j += (j >= i) as usize;
-        let mut p = self.row(idx[i]).to_vec();
-        let mut q = self.row(idx[j]).to_vec();
+        let mut p = self.data.decode(idx[i]);
+        let mut q = self.data.decode(idx[j]);
         if cosine {
-            normalize(&mut p, dot);
-            normalize(&mut q, dot);
+            normalize(&mut p);
+            normalize(&mut q);
         }
-        let mut pp = dot(&p, &p);
-        let mut qq = dot(&q, &q);
+        let mut pp = sum_squares(&p);
+        let mut qq = sum_squares(&q);
         let (mut ic, mut jc) = (1f32, 1f32);
-        let Kernels { dot2, axpby, .. } = kernels();
-        let l2 = embed_store::kernels::kernel_set().l2_squared;
         let samples = self.samples(count);
         // Draw the samples AHEAD iterations early and prefetch their rows (random rows of a
         // large node come from memory). Same draws, same order.
@@ -660,47 +678,41 @@ impl<'a> TreeBuilder<'a> {
             }
         }
         for s in 0..samples {
-            let x = self.row(ring[s % AHEAD]);
+            let x = ring[s % AHEAD];
             if s + AHEAD < samples {
                 let next = idx[self.rng.random_range(0..count)];
                 ring[s % AHEAD] = next;
                 prefetch(self.row(next));
             }
-            if cosine {
-                // Annoy's update, with the squared norms of the means kept up to date from the
-                // dot products already at hand instead of recomputed.
-                // Rows arrive normalised (see `build_forest`): |x| = 1.
-                let (xx, norm) = (1.0f32, 1.0f32);
-                let (px, qx) = dot2(&p, &q, x);
+            let (codes, scale) = (self.row(x), self.data.scale(x));
+            // Rows are unit vectors (see `item_nodes`); their codes are within 1% of that.
+            let (px, qx) = dot2(&p, &q, codes);
+            let (px, qx) = (px * scale, qx * scale);
+            // Annoy's distances, with the squared norms of the means kept up to date from the
+            // dot products already at hand instead of recomputed.
+            let (di, dj) = if cosine {
                 let dist = |cx: f32, cc: f32| {
-                    let d = cc * xx;
-                    if d > 0.0 {
-                        2.0 - 2.0 * cx / d.sqrt()
+                    if cc > 0.0 {
+                        2.0 - 2.0 * cx / cc.sqrt()
                     } else {
                         2.0
                     }
                 };
-                let (di, dj) = (ic * dist(px, pp), jc * dist(qx, qq));
-                if di < dj {
-                    pp = update_mean(axpby, &mut p, x, norm, ic, pp, px / norm, 1.0);
-                    ic += 1.0;
-                } else if dj < di {
-                    qq = update_mean(axpby, &mut q, x, norm, jc, qq, qx / norm, 1.0);
-                    jc += 1.0;
-                }
+                (ic * dist(px, pp), jc * dist(qx, qq))
             } else {
-                let (di, dj) = (ic * l2(&p, x), jc * l2(&q, x));
-                if di < dj {
-                    update_mean(axpby, &mut p, x, 1.0, ic, 0.0, 0.0, 0.0);
-                    ic += 1.0;
-                } else if dj < di {
-                    update_mean(axpby, &mut q, x, 1.0, jc, 0.0, 0.0, 0.0);
-                    jc += 1.0;
-                }
+                (ic * (pp - 2.0 * px + 1.0), jc * (qq - 2.0 * qx + 1.0))
+            };
+            if di < dj {
+                pp = update_mean(axpby, &mut p, codes, scale, ic, pp, px);
+                ic += 1.0;
+            } else if dj < di {
+                qq = update_mean(axpby, &mut q, codes, scale, jc, qq, qx);
+                jc += 1.0;
             }
         }
-        let mut normal: Vec<f32> = p.iter().zip(&q).map(|(a, b)| a - b).collect();
-        normalize(&mut normal, dot);
+        let dim = self.layout.dim;
+        let mut normal: Vec<f32> = p[..dim].iter().zip(&q).map(|(a, b)| a - b).collect();
+        normalize(&mut normal);
         let offset = if cosine {
             0.0
         } else {
@@ -714,17 +726,10 @@ impl<'a> TreeBuilder<'a> {
     }
 }
 
-/// Hints the CPU to fetch `row` into cache (never faults).
+/// Hints the CPU to fetch a row's codes into cache (never faults).
 #[inline]
-fn prefetch(row: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        for line in row.chunks(16) {
-            // SAFETY: prefetching is a hint that never faults; the address is in `row`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr() as *const i8) };
-        }
-    }
+fn prefetch(row: &[i8]) {
+    embed_store::kernels::prefetch(row.as_ptr().cast(), row.len());
 }
 
 fn split_imbalance(left: usize, right: usize) -> f64 {
@@ -733,29 +738,30 @@ fn split_imbalance(left: usize, right: usize) -> f64 {
     f.max(1.0 - f)
 }
 
-fn normalize(v: &mut [f32], dot: DotFn) {
-    let norm = dot(v, v).sqrt();
+fn sum_squares(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum()
+}
+
+fn normalize(v: &mut [f32]) {
+    let norm = sum_squares(v).sqrt();
     if norm > 0.0 {
         v.iter_mut().for_each(|x| *x /= norm);
     }
 }
 
-/// Annoy's running mean: `mean = (mean·c + x/norm) / (c + 1)`. Returns the new squared norm
-/// of the mean from the old one, `mean·x/norm` and `‖x/norm‖²` (exact up to rounding).
-#[allow(clippy::too_many_arguments)]
+/// Annoy's running mean of unit rows, `mean = (mean·c + x) / (c + 1)`, for the row
+/// `x = scale · codes`. Returns the new squared norm of the mean from the old one `mm` and
+/// `mx = mean · x`, taking `‖x‖² = 1` (exact up to rounding and the codes' error).
 fn update_mean(
     axpby: AxpbyFn,
     mean: &mut [f32],
-    x: &[f32],
-    norm: f32,
+    codes: &[i8],
+    scale: f32,
     c: f32,
     mm: f32,
     mx: f32,
-    xx: f32,
 ) -> f32 {
-    let (a, b) = (c / (c + 1.0), 1.0 / (norm * (c + 1.0)));
-    axpby(mean, x, a, b);
-    let a2 = c / (c + 1.0);
-    let b2 = 1.0 / (c + 1.0);
-    a2 * a2 * mm + 2.0 * a2 * b2 * mx + b2 * b2 * xx
+    let (a, b) = (c / (c + 1.0), 1.0 / (c + 1.0));
+    axpby(mean, codes, a, b * scale);
+    a * a * mm + 2.0 * a * b * mx + b * b
 }

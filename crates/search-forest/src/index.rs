@@ -9,7 +9,7 @@ use embed_store::{
     map_file, normalized, write_atomically,
 };
 
-use crate::build::{BuildSpec, Split, build_forest, item_nodes};
+use crate::build::{BuildSpec, Split, build_forest};
 use crate::layout::{Layout, Metric, Shape, angular_dims, validate, verify_nodes};
 use crate::search::{Forest, top_k, with_scratch};
 
@@ -296,6 +296,13 @@ impl SearchIndex for ForestIndex {
                 vectors.len()
             )));
         }
+        if vectors.dim() > crate::codes::MAX_DIM {
+            return Err(Error::InvalidArgument(format!(
+                "dimension {} is above the forest's limit of {}",
+                vectors.dim(),
+                crate::codes::MAX_DIM
+            )));
+        }
         vectors.check_all()?;
         let layout = Layout::new(params.metric, vectors.dim());
         let spec = BuildSpec {
@@ -305,8 +312,8 @@ impl SearchIndex for ForestIndex {
             split: params.split,
             leaf: params.leaf_size.unwrap_or(usize::MAX),
         };
-        let items = item_nodes(vectors.as_slice(), layout);
-        let words = build_forest(items, layout, &spec, progress).map_err(Error::InvalidArgument)?;
+        let words = build_forest(vectors.as_slice(), layout, &spec, progress)
+            .map_err(Error::InvalidArgument)?;
         let source = PathBuf::from("<built forest>");
         let shape = validate(&words, &layout, &source)?;
         // The builder's own output: checked in full in debug builds (and tests) only.

@@ -1,170 +1,209 @@
-//! Build-side kernels for two-means, vectorised for the CPU found at run time (AVX-512F, else
-//! AVX2+FMA, else portable code): both centroids' dot products with a row in one pass over the
-//! row, and the running-mean update `m = a·m + b·x`.
+//! Build-side kernels over the int8 codes of the rows (see [`crate::codes`]), vectorised for
+//! the CPU found at run time (AVX-512 with or without VNNI, else AVX2+FMA, else portable code):
+//! both centroids' dot products with a row in one pass, the running-mean update
+//! `m = a·m + b·c`, and four exact integer dot products of plane codes (`i16`) with row codes
+//! (`i8`): `vpdpwssd`, or `vpmaddwd`.
+//!
+//! Every slice passed to these kernels has the same length, a multiple of [`LANES`] (the codes
+//! are padded with zeros), so the vector loops need no tails.
 
 use std::sync::OnceLock;
 
-/// `(p · x, q · x)` for slices of equal length.
-pub(crate) type Dot2Fn = fn(&[f32], &[f32], &[f32]) -> (f32, f32);
-/// `m = a·m + b·x` for slices of equal length.
-pub(crate) type AxpbyFn = fn(&mut [f32], &[f32], f32, f32);
+/// Slice lengths are multiples of this.
+pub(crate) const LANES: usize = 32;
 
-/// `[x · y0, x · y1, x · y2, x · y3]` for slices of equal length (one plane against four rows,
-/// or one row against four planes: `x` is read once, four independent sums).
-pub(crate) type Dot4Fn = fn(&[f32], [&[f32]; 4]) -> [f32; 4];
+/// `(p · c, q · c)` of two f32 vectors with one row's codes (unscaled).
+pub(crate) type Dot2Fn = fn(&[f32], &[f32], &[i8]) -> (f32, f32);
+/// `m = a·m + b·c` for a mean `m` and one row's codes `c`.
+pub(crate) type AxpbyFn = fn(&mut [f32], &[i8], f32, f32);
+/// `[p0 · r0, p1 · r1, p2 · r2, p3 · r3]`, exact in `i32` for codes within the bounds of
+/// [`crate::codes`], of plane codes with row codes (one plane against four rows, or one row
+/// against four planes).
+pub(crate) type SideDot4Fn = fn([&[i16]; 4], [&[i8]; 4]) -> [i32; 4];
 
 /// The build kernels for this CPU.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {
     pub dot2: Dot2Fn,
     pub axpby: AxpbyFn,
-    pub dot4: Dot4Fn,
+    pub side_dot4: SideDot4Fn,
+    /// What was chosen, for reports.
+    #[allow(dead_code)]
+    pub name: &'static str,
 }
 
 pub(crate) fn kernels() -> Kernels {
     static K: OnceLock<Kernels> = OnceLock::new();
     *K.get_or_init(|| {
+        let portable = Kernels {
+            dot2: dot2_portable,
+            axpby: axpby_portable,
+            side_dot4: side_dot4_portable,
+            name: "portable",
+        };
         #[cfg(target_arch = "x86_64")]
         {
-            if std::is_x86_feature_detected!("avx512f") {
+            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+            {
+                let vnni = std::is_x86_feature_detected!("avx512vnni");
                 return Kernels {
-                    // SAFETY: AVX-512F was detected on this CPU.
-                    dot2: |p, q, x| unsafe { x86::dot2_avx512(p, q, x) },
-                    axpby: |m, x, a, b| unsafe { x86::axpby_avx512(m, x, a, b) },
-                    dot4: |x, ys| unsafe { x86::dot4_avx512(x, ys) },
+                    // SAFETY: AVX-512F and BW (and VNNI where used) were detected on this CPU.
+                    dot2: |p, q, c| unsafe { x86::dot2_avx512(p, q, c) },
+                    axpby: |m, c, a, b| unsafe { x86::axpby_avx512(m, c, a, b) },
+                    side_dot4: if vnni {
+                        |p, r| unsafe { x86::side_dot4_avx512vnni(p, r) }
+                    } else {
+                        |p, r| unsafe { x86::side_dot4_avx512(p, r) }
+                    },
+                    name: if vnni { "avx512vnni" } else { "avx512" },
                 };
             }
             if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                 return Kernels {
                     // SAFETY: AVX2 and FMA were detected on this CPU.
-                    dot2: |p, q, x| unsafe { x86::dot2_avx2(p, q, x) },
-                    axpby: |m, x, a, b| unsafe { x86::axpby_avx2(m, x, a, b) },
-                    dot4: dot4_portable,
+                    dot2: |p, q, c| unsafe { x86::dot2_avx2(p, q, c) },
+                    axpby: |m, c, a, b| unsafe { x86::axpby_avx2(m, c, a, b) },
+                    side_dot4: |p, r| unsafe { x86::side_dot4_avx2(p, r) },
+                    name: "avx2",
                 };
             }
         }
-        Kernels {
-            dot2: dot2_portable,
-            axpby: axpby_portable,
-            dot4: dot4_portable,
-        }
+        portable
     })
 }
 
-fn dot2_portable(p: &[f32], q: &[f32], x: &[f32]) -> (f32, f32) {
-    assert!(p.len() == x.len() && q.len() == x.len());
+fn check_lengths(n: usize, others: &[usize]) {
+    assert!(
+        n.is_multiple_of(LANES) && others.iter().all(|&m| m == n),
+        "kernel slices must share one length, a multiple of {LANES}"
+    );
+}
+
+fn dot2_portable(p: &[f32], q: &[f32], c: &[i8]) -> (f32, f32) {
+    check_lengths(c.len(), &[p.len(), q.len()]);
     let (mut a, mut b) = (0f32, 0f32);
-    for ((&p, &q), &x) in p.iter().zip(q).zip(x) {
-        a += p * x;
-        b += q * x;
+    for ((&p, &q), &c) in p.iter().zip(q).zip(c) {
+        a += p * f32::from(c);
+        b += q * f32::from(c);
     }
     (a, b)
 }
 
-fn dot4_portable(x: &[f32], ys: [&[f32]; 4]) -> [f32; 4] {
-    let dot = embed_store::kernels::dot_kernel();
-    ys.map(|y| dot(x, y))
+fn axpby_portable(m: &mut [f32], c: &[i8], a: f32, b: f32) {
+    check_lengths(c.len(), &[m.len()]);
+    for (m, &c) in m.iter_mut().zip(c) {
+        *m = *m * a + f32::from(c) * b;
+    }
 }
 
-fn axpby_portable(m: &mut [f32], x: &[f32], a: f32, b: f32) {
-    assert_eq!(m.len(), x.len());
-    for (m, &x) in m.iter_mut().zip(x) {
-        *m = *m * a + x * b;
-    }
+fn side_dot4_portable(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
+    let n = rows[0].len();
+    check_lengths(n, &[rows[1].len(), rows[2].len(), rows[3].len()]);
+    check_lengths(n, &planes.map(|p| p.len()));
+    [0, 1, 2, 3].map(|j| {
+        planes[j]
+            .iter()
+            .zip(rows[j])
+            .map(|(&p, &r)| i32::from(p) * i32::from(r))
+            .sum()
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::{LANES, check_lengths};
     use std::arch::x86_64::*;
 
     /// # Safety
     /// The CPU must support AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn dot2_avx512(p: &[f32], q: &[f32], x: &[f32]) -> (f32, f32) {
-        assert!(p.len() == x.len() && q.len() == x.len());
-        let n = x.len();
-        let (pp, pq, px) = (p.as_ptr(), q.as_ptr(), x.as_ptr());
+    pub unsafe fn dot2_avx512(p: &[f32], q: &[f32], c: &[i8]) -> (f32, f32) {
+        let n = c.len();
+        check_lengths(n, &[p.len(), q.len()]);
+        let (pp, pq, pc) = (p.as_ptr(), q.as_ptr(), c.as_ptr());
         let mut acc = [_mm512_setzero_ps(); 4];
-        let mut i = 0;
-        // SAFETY: every load reads 16 floats at i + 16j <= n - 16.
+        // SAFETY: chunk i reads elements i..i + 32 <= n of each slice.
         unsafe {
-            while i + 32 <= n {
+            for i in (0..n).step_by(LANES) {
                 for j in 0..2 {
-                    let v = _mm512_loadu_ps(px.add(i + 16 * j));
-                    acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(pp.add(i + 16 * j)), v, acc[j]);
-                    acc[2 + j] =
-                        _mm512_fmadd_ps(_mm512_loadu_ps(pq.add(i + 16 * j)), v, acc[2 + j]);
+                    let at = i + 16 * j;
+                    let v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                        pc.add(at).cast(),
+                    )));
+                    acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(pp.add(at)), v, acc[j]);
+                    acc[2 + j] = _mm512_fmadd_ps(_mm512_loadu_ps(pq.add(at)), v, acc[2 + j]);
                 }
-                i += 32;
-            }
-            while i + 16 <= n {
-                let v = _mm512_loadu_ps(px.add(i));
-                acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(pp.add(i)), v, acc[0]);
-                acc[2] = _mm512_fmadd_ps(_mm512_loadu_ps(pq.add(i)), v, acc[2]);
-                i += 16;
             }
         }
-        let mut a = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
-        let mut b = _mm512_reduce_add_ps(_mm512_add_ps(acc[2], acc[3]));
-        for k in i..n {
-            a += p[k] * x[k];
-            b += q[k] * x[k];
-        }
-        (a, b)
+        (
+            _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])),
+            _mm512_reduce_add_ps(_mm512_add_ps(acc[2], acc[3])),
+        )
     }
 
     /// # Safety
     /// The CPU must support AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn dot4_avx512(x: &[f32], ys: [&[f32]; 4]) -> [f32; 4] {
-        let n = x.len();
-        assert!(ys.iter().all(|y| y.len() == n));
-        let px = x.as_ptr();
-        let py = ys.map(|y| y.as_ptr());
-        let mut acc = [_mm512_setzero_ps(); 4];
-        let mut i = 0;
-        // SAFETY: every load reads 16 floats at i <= n - 16 of slices of length n.
-        unsafe {
-            while i + 16 <= n {
-                let v = _mm512_loadu_ps(px.add(i));
-                for j in 0..4 {
-                    acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(py[j].add(i)), v, acc[j]);
-                }
-                i += 16;
-            }
-        }
-        let mut out = acc.map(|a| _mm512_reduce_add_ps(a));
-        for k in i..n {
-            for j in 0..4 {
-                out[j] += x[k] * ys[j][k];
-            }
-        }
-        out
-    }
-
-    /// # Safety
-    /// The CPU must support AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn axpby_avx512(m: &mut [f32], x: &[f32], a: f32, b: f32) {
-        assert_eq!(m.len(), x.len());
-        let n = x.len();
-        let (pm, px) = (m.as_mut_ptr(), x.as_ptr());
+    pub unsafe fn axpby_avx512(m: &mut [f32], c: &[i8], a: f32, b: f32) {
+        let n = c.len();
+        check_lengths(n, &[m.len()]);
+        let (pm, pc) = (m.as_mut_ptr(), c.as_ptr());
         let (va, vb) = (_mm512_set1_ps(a), _mm512_set1_ps(b));
-        let mut i = 0;
-        // SAFETY: every load and store touches 16 floats at i <= n - 16.
+        // SAFETY: chunk i touches elements i..i + 16 <= n of both slices.
         unsafe {
-            while i + 16 <= n {
-                let t = _mm512_mul_ps(_mm512_loadu_ps(px.add(i)), vb);
+            for i in (0..n).step_by(16) {
+                let v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(pc.add(i).cast())));
+                let t = _mm512_mul_ps(v, vb);
                 _mm512_storeu_ps(
                     pm.add(i),
                     _mm512_fmadd_ps(_mm512_loadu_ps(pm.add(i)), va, t),
                 );
-                i += 16;
             }
         }
-        for k in i..n {
-            m[k] = m[k] * a + x[k] * b;
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F and AVX-512BW.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn side_dot4_avx512(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
+        let n = rows[0].len();
+        check_lengths(n, &[rows[1].len(), rows[2].len(), rows[3].len()]);
+        check_lengths(n, &planes.map(|p| p.len()));
+        let (pp, pr) = (planes.map(|p| p.as_ptr()), rows.map(|r| r.as_ptr()));
+        let mut acc = [_mm512_setzero_si512(); 4];
+        // SAFETY: chunk i reads elements i..i + 32 <= n of each slice.
+        unsafe {
+            for i in (0..n).step_by(LANES) {
+                for j in 0..4 {
+                    let r = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pr[j].add(i).cast()));
+                    let p = _mm512_loadu_si512(pp[j].add(i).cast());
+                    acc[j] = _mm512_add_epi32(acc[j], _mm512_madd_epi16(r, p));
+                }
+            }
         }
+        acc.map(|a| _mm512_reduce_add_epi32(a))
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn side_dot4_avx512vnni(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
+        let n = rows[0].len();
+        check_lengths(n, &[rows[1].len(), rows[2].len(), rows[3].len()]);
+        check_lengths(n, &planes.map(|p| p.len()));
+        let (pp, pr) = (planes.map(|p| p.as_ptr()), rows.map(|r| r.as_ptr()));
+        let mut acc = [_mm512_setzero_si512(); 4];
+        // SAFETY: chunk i reads elements i..i + 32 <= n of each slice.
+        unsafe {
+            for i in (0..n).step_by(LANES) {
+                for j in 0..4 {
+                    let r = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pr[j].add(i).cast()));
+                    let p = _mm512_loadu_si512(pp[j].add(i).cast());
+                    acc[j] = _mm512_dpwssd_epi32(acc[j], r, p);
+                }
+            }
+        }
+        acc.map(|a| _mm512_reduce_add_epi32(a))
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -174,58 +213,83 @@ mod x86 {
         _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
     }
 
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot2_avx2(p: &[f32], q: &[f32], x: &[f32]) -> (f32, f32) {
-        assert!(p.len() == x.len() && q.len() == x.len());
-        let n = x.len();
-        let (pp, pq, px) = (p.as_ptr(), q.as_ptr(), x.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        // SAFETY: every load reads 8 floats at i + 8j <= n - 8.
-        unsafe {
-            while i + 16 <= n {
-                for j in 0..2 {
-                    let v = _mm256_loadu_ps(px.add(i + 8 * j));
-                    acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(pp.add(i + 8 * j)), v, acc[j]);
-                    acc[2 + j] = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i + 8 * j)), v, acc[2 + j]);
-                }
-                i += 16;
-            }
-        }
-        let mut a = hsum256(_mm256_add_ps(acc[0], acc[1]));
-        let mut b = hsum256(_mm256_add_ps(acc[2], acc[3]));
-        for k in i..n {
-            a += p[k] * x[k];
-            b += q[k] * x[k];
-        }
-        (a, b)
+    /// Eight codes at `p`, as f32.
+    #[target_feature(enable = "avx2")]
+    unsafe fn codes8(p: *const i8) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable bytes at p.
+        unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast()))) }
     }
 
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn axpby_avx2(m: &mut [f32], x: &[f32], a: f32, b: f32) {
-        assert_eq!(m.len(), x.len());
-        let n = x.len();
-        let (pm, px) = (m.as_mut_ptr(), x.as_ptr());
-        let (va, vb) = (_mm256_set1_ps(a), _mm256_set1_ps(b));
-        let mut i = 0;
-        // SAFETY: every load and store touches 8 floats at i <= n - 8.
+    pub unsafe fn dot2_avx2(p: &[f32], q: &[f32], c: &[i8]) -> (f32, f32) {
+        let n = c.len();
+        check_lengths(n, &[p.len(), q.len()]);
+        let (pp, pq, pc) = (p.as_ptr(), q.as_ptr(), c.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        // SAFETY: chunk i reads elements i..i + 16 <= n of each slice.
         unsafe {
-            while i + 8 <= n {
-                let t = _mm256_mul_ps(_mm256_loadu_ps(px.add(i)), vb);
+            for i in (0..n).step_by(16) {
+                for j in 0..2 {
+                    let at = i + 8 * j;
+                    let v = codes8(pc.add(at));
+                    acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(pp.add(at)), v, acc[j]);
+                    acc[2 + j] = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(at)), v, acc[2 + j]);
+                }
+            }
+        }
+        (
+            hsum256(_mm256_add_ps(acc[0], acc[1])),
+            hsum256(_mm256_add_ps(acc[2], acc[3])),
+        )
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn axpby_avx2(m: &mut [f32], c: &[i8], a: f32, b: f32) {
+        let n = c.len();
+        check_lengths(n, &[m.len()]);
+        let (pm, pc) = (m.as_mut_ptr(), c.as_ptr());
+        let (va, vb) = (_mm256_set1_ps(a), _mm256_set1_ps(b));
+        // SAFETY: chunk i touches elements i..i + 8 <= n of both slices.
+        unsafe {
+            for i in (0..n).step_by(8) {
+                let t = _mm256_mul_ps(codes8(pc.add(i)), vb);
                 _mm256_storeu_ps(
                     pm.add(i),
                     _mm256_fmadd_ps(_mm256_loadu_ps(pm.add(i)), va, t),
                 );
-                i += 8;
             }
         }
-        for k in i..n {
-            m[k] = m[k] * a + x[k] * b;
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn side_dot4_avx2(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
+        let n = rows[0].len();
+        check_lengths(n, &[rows[1].len(), rows[2].len(), rows[3].len()]);
+        check_lengths(n, &planes.map(|p| p.len()));
+        let (pp, pr) = (planes.map(|p| p.as_ptr()), rows.map(|r| r.as_ptr()));
+        let mut acc = [_mm256_setzero_si256(); 4];
+        // SAFETY: chunk i reads elements i..i + 16 <= n of each slice.
+        unsafe {
+            for i in (0..n).step_by(16) {
+                for j in 0..4 {
+                    let r = _mm256_cvtepi8_epi16(_mm_loadu_si128(pr[j].add(i).cast()));
+                    let p = _mm256_loadu_si256(pp[j].add(i).cast());
+                    acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(r, p));
+                }
+            }
         }
+        acc.map(|a| {
+            let s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256::<1>(a));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+            _mm_cvtsi128_si32(s)
+        })
     }
 }
 
@@ -233,33 +297,111 @@ mod x86 {
 mod tests {
     use super::*;
 
+    /// Every kernel this CPU can run, with the portable one first.
+    fn all_kernels() -> Vec<Kernels> {
+        let mut all = vec![Kernels {
+            dot2: dot2_portable,
+            axpby: axpby_portable,
+            side_dot4: side_dot4_portable,
+            name: "portable",
+        }];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                all.push(Kernels {
+                    dot2: |p, q, c| unsafe { x86::dot2_avx2(p, q, c) },
+                    axpby: |m, c, a, b| unsafe { x86::axpby_avx2(m, c, a, b) },
+                    side_dot4: |p, r| unsafe { x86::side_dot4_avx2(p, r) },
+                    name: "avx2",
+                });
+            }
+            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+            {
+                all.push(Kernels {
+                    dot2: |p, q, c| unsafe { x86::dot2_avx512(p, q, c) },
+                    axpby: |m, c, a, b| unsafe { x86::axpby_avx512(m, c, a, b) },
+                    side_dot4: |p, r| unsafe { x86::side_dot4_avx512(p, r) },
+                    name: "avx512",
+                });
+                if std::is_x86_feature_detected!("avx512vnni") {
+                    all.push(Kernels {
+                        side_dot4: |p, r| unsafe { x86::side_dot4_avx512vnni(p, r) },
+                        name: "avx512vnni",
+                        ..all[all.len() - 1]
+                    });
+                }
+            }
+        }
+        all
+    }
+
     #[test]
     fn kernels_agree_with_portable_code() {
-        let k = kernels();
-        for n in [0, 1, 7, 15, 16, 17, 31, 33, 100, 512, 515] {
+        let all = all_kernels();
+        let portable = all[0];
+        for n in [0, 32, 64, 96, 512, 544] {
             let p: Vec<f32> = (0..n).map(|i| (i as f32 * 0.7).sin()).collect();
             let q: Vec<f32> = (0..n).map(|i| (i as f32 * 1.3).cos()).collect();
-            let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).sin() - 0.2).collect();
-            let (a, b) = (k.dot2)(&p, &q, &x);
-            let (wa, wb) = dot2_portable(&p, &q, &x);
-            assert!(
-                (a - wa).abs() <= 1e-4 * (1.0 + wa.abs()),
-                "n={n}: {a} vs {wa}"
-            );
-            assert!(
-                (b - wb).abs() <= 1e-4 * (1.0 + wb.abs()),
-                "n={n}: {b} vs {wb}"
-            );
-            let got = (k.dot4)(&x, [&p, &q, &x, &p]);
-            let want = dot4_portable(&x, [&p, &q, &x, &p]);
-            for (g, w) in got.iter().zip(&want) {
-                assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "n={n}: {g} vs {w}");
+            let rows: Vec<Vec<i8>> = (0..4)
+                .map(|r| {
+                    (0..n)
+                        .map(|i| (((i * 37 + r * 101) % 255) as i32 - 127) as i8)
+                        .collect()
+                })
+                .collect();
+            let planes: Vec<Vec<i16>> = (0..4)
+                .map(|r| {
+                    let sign = if r % 2 == 0 { 1 } else { -1 };
+                    (0..n)
+                        .map(|i| sign * (32767 - (i * 13 + r) as i16 % 7))
+                        .collect()
+                })
+                .collect();
+            let rows4 = [0, 1, 2, 3].map(|j| rows[j].as_slice());
+            let planes4 = [0, 1, 2, 3].map(|j| planes[j].as_slice());
+            let want_sides = (portable.side_dot4)(planes4, rows4);
+            let (wa, wb) = (portable.dot2)(&p, &q, &rows[1]);
+            let mut want_m = p.clone();
+            (portable.axpby)(&mut want_m, &rows[2], 0.75, 0.25);
+            for k in &all[1..] {
+                assert_eq!(
+                    (k.side_dot4)(planes4, rows4),
+                    want_sides,
+                    "{} n={n}",
+                    k.name
+                );
+                let (a, b) = (k.dot2)(&p, &q, &rows[1]);
+                assert!(
+                    (a - wa).abs() <= 1e-3 * (1.0 + wa.abs()),
+                    "{} n={n}",
+                    k.name
+                );
+                assert!(
+                    (b - wb).abs() <= 1e-3 * (1.0 + wb.abs()),
+                    "{} n={n}",
+                    k.name
+                );
+                let mut m = p.clone();
+                (k.axpby)(&mut m, &rows[2], 0.75, 0.25);
+                for (u, v) in m.iter().zip(&want_m) {
+                    assert!((u - v).abs() <= 1e-4, "{} n={n}: {u} vs {v}", k.name);
+                }
             }
-            let (mut m1, mut m2) = (p.clone(), p.clone());
-            (k.axpby)(&mut m1, &x, 0.75, 0.25);
-            axpby_portable(&mut m2, &x, 0.75, 0.25);
-            for (u, v) in m1.iter().zip(&m2) {
-                assert!((u - v).abs() <= 1e-6, "n={n}: {u} vs {v}");
+        }
+    }
+
+    #[test]
+    fn side_dot4_is_exact_at_the_extremes() {
+        // Every product at its largest in every lane, as many lanes as `codes` allows at the
+        // largest plane code: the sums stay exact.
+        let n = 512;
+        let max = crate::codes::plane_code_max(n);
+        let planes = vec![max; n];
+        for row in [vec![127i8; n], vec![-127i8; n]] {
+            let want = i32::from(row[0]) * i32::from(max) * n as i32;
+            for k in all_kernels() {
+                let got = (k.side_dot4)([planes.as_slice(); 4], [row.as_slice(); 4]);
+                assert_eq!(got, [want; 4], "{}", k.name);
             }
         }
     }

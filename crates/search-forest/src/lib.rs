@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 mod build;
+mod codes;
 mod index;
 mod kernels;
 mod layout;
