@@ -345,7 +345,7 @@ mod tests {
             let rows: Vec<Vec<i8>> = (0..4)
                 .map(|r| {
                     (0..n)
-                        .map(|i| (((i * 37 + r * 101) % 255) as i32 - 127) as i8)
+                        .map(|i| ((i * 37 + r * 101) % 255 - 127) as i8)
                         .collect()
                 })
                 .collect();
