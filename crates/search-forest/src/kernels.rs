@@ -96,10 +96,16 @@ fn axpby_portable(m: &mut [f32], c: &[i8], a: f32, b: f32) {
     }
 }
 
-fn side_dot4_portable(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
+/// Checks the slices of a `side_dot4` call; returns their length and pointers.
+fn side_args(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> (usize, [*const i16; 4], [*const i8; 4]) {
     let n = rows[0].len();
     check_lengths(n, &[rows[1].len(), rows[2].len(), rows[3].len()]);
     check_lengths(n, &planes.map(|p| p.len()));
+    (n, planes.map(|p| p.as_ptr()), rows.map(|r| r.as_ptr()))
+}
+
+fn side_dot4_portable(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
+    side_args(planes, rows);
     [0, 1, 2, 3].map(|j| {
         planes[j]
             .iter()
@@ -111,7 +117,7 @@ fn side_dot4_portable(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{LANES, check_lengths};
+    use super::{LANES, check_lengths, side_args};
     use std::arch::x86_64::*;
 
     /// # Safety
@@ -166,10 +172,7 @@ mod x86 {
     /// The CPU must support AVX-512F and AVX-512BW.
     #[target_feature(enable = "avx512f,avx512bw")]
     pub unsafe fn side_dot4_avx512(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
-        let n = rows[0].len();
-        check_lengths(n, &[rows[1].len(), rows[2].len(), rows[3].len()]);
-        check_lengths(n, &planes.map(|p| p.len()));
-        let (pp, pr) = (planes.map(|p| p.as_ptr()), rows.map(|r| r.as_ptr()));
+        let (n, pp, pr) = side_args(planes, rows);
         let mut acc = [_mm512_setzero_si512(); 4];
         // SAFETY: chunk i reads elements i..i + 32 <= n of each slice.
         unsafe {
@@ -188,10 +191,7 @@ mod x86 {
     /// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub unsafe fn side_dot4_avx512vnni(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
-        let n = rows[0].len();
-        check_lengths(n, &[rows[1].len(), rows[2].len(), rows[3].len()]);
-        check_lengths(n, &planes.map(|p| p.len()));
-        let (pp, pr) = (planes.map(|p| p.as_ptr()), rows.map(|r| r.as_ptr()));
+        let (n, pp, pr) = side_args(planes, rows);
         let mut acc = [_mm512_setzero_si512(); 4];
         // SAFETY: chunk i reads elements i..i + 32 <= n of each slice.
         unsafe {
@@ -269,10 +269,7 @@ mod x86 {
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
     pub unsafe fn side_dot4_avx2(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
-        let n = rows[0].len();
-        check_lengths(n, &[rows[1].len(), rows[2].len(), rows[3].len()]);
-        check_lengths(n, &planes.map(|p| p.len()));
-        let (pp, pr) = (planes.map(|p| p.as_ptr()), rows.map(|r| r.as_ptr()));
+        let (n, pp, pr) = side_args(planes, rows);
         let mut acc = [_mm256_setzero_si256(); 4];
         // SAFETY: chunk i reads elements i..i + 16 <= n of each slice.
         unsafe {
