@@ -1,9 +1,10 @@
 //! Annoy's build algorithm: every tree splits its items recursively by a hyperplane found with
 //! two-means on sampled points, until a node holds at most `K` items (a bucket).
 //!
-//! Each tree is built on its own (in parallel with rayon) into a local node list in which
-//! children come before parents, then the lists are concatenated after the item nodes and the
-//! roots are copied to the end: exactly the node order Annoy writes.
+//! The trees are built on int8 codes of the rows ([`RowCodes`]): their top levels one level at
+//! a time across all trees, the subtrees below [`SYNC_MIN`] items depth first, in parallel.
+//! Then the file is written once, in Annoy's node order: the item nodes, each tree's nodes
+//! (children before parents) in its own region, and a copy of every root at the end.
 
 use embed_store::Progress;
 use embed_store::kernels::dot_kernel;
