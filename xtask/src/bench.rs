@@ -22,6 +22,8 @@ use crate::cli::{BenchArgs, EngineName};
 
 pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
     let started = Instant::now();
+    // Before any work: the load average then says whether other jobs shared the machine.
+    let machine = crate::machine::describe();
     std::fs::create_dir_all(&args.results)?;
 
     let (data, key, source) = match &args.gallery {
@@ -159,7 +161,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
     doc["dataset_key"] = json!(key);
     doc["dataset"] = source;
     doc["params"] = params_json(args);
-    doc["machine"] = crate::machine::describe();
+    doc["machine"] = machine;
     if let Some(path) = &args.json {
         // Keep the peers of an earlier `cargo xtask peers` on the same data.
         if let Some(old) = std::fs::read_to_string(path)

@@ -2,7 +2,8 @@
 
 use serde_json::{Value, json};
 
-/// CPU model, cores, memory, kernel, the SIMD kernel chosen at run time, and when.
+/// CPU model, cores, memory, kernel, the SIMD kernel chosen at run time, when, and how busy
+/// the machine was.
 pub fn describe() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
@@ -31,8 +32,16 @@ pub fn describe() -> Value {
         "kernel": kernel,
         "dot_kernel": embed_store::kernels::dot_kernel_name(),
         "measured_utc": utc(unix),
-        "note": "machine shared with other jobs while measuring: timings are noisy",
+        "load_average": load_average(),
     })
+}
+
+/// The 1-, 5- and 15-minute load averages when the run started (how busy the machine was:
+/// above the thread count, other jobs were competing for the cores).
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let fields: Vec<&str> = text.split_whitespace().take(3).collect();
+    (fields.len() == 3).then(|| fields.join(" "))
 }
 
 /// `2026-11-24 07:20 UTC` from seconds since 1970 (Howard Hinnant's days-to-civil).

@@ -155,6 +155,15 @@ fn sweep_own_data_given_index_and_report() {
     assert_eq!(report["engines"][0]["sweep"][0]["recall_at_k"], 1.0);
     assert_eq!(report["dataset"]["kind"], "synthetic");
     assert!(report["machine"]["threads"].as_u64().unwrap() >= 1);
+    // Three numbers from /proc/loadavg, taken before the run.
+    let load = report["machine"]["load_average"]
+        .as_str()
+        .expect("load_average");
+    assert_eq!(
+        load.split(' ').filter(|f| f.parse::<f64>().is_ok()).count(),
+        3,
+        "{load}"
+    );
     let page = std::fs::read_to_string(report_dir.join("report.html")).unwrap();
     assert!(page.contains("<svg") && page.contains("hnsw (ours)"));
 
