@@ -176,11 +176,22 @@ mod x86 {
         let mut acc = [_mm512_setzero_si512(); 4];
         // SAFETY: chunk i reads elements i..i + 32 <= n of each slice.
         unsafe {
-            for i in (0..n).step_by(LANES) {
-                for j in 0..4 {
-                    let r = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pr[j].add(i).cast()));
-                    let p = _mm512_loadu_si512(pp[j].add(i).cast());
-                    acc[j] = _mm512_add_epi32(acc[j], _mm512_madd_epi16(r, p));
+            if pr.iter().all(|&p| p == pr[0]) {
+                // One row against four planes (the level pass): widen the row once.
+                for i in (0..n).step_by(LANES) {
+                    let r = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pr[0].add(i).cast()));
+                    for j in 0..4 {
+                        let p = _mm512_loadu_si512(pp[j].add(i).cast());
+                        acc[j] = _mm512_add_epi32(acc[j], _mm512_madd_epi16(r, p));
+                    }
+                }
+            } else {
+                for i in (0..n).step_by(LANES) {
+                    for j in 0..4 {
+                        let r = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pr[j].add(i).cast()));
+                        let p = _mm512_loadu_si512(pp[j].add(i).cast());
+                        acc[j] = _mm512_add_epi32(acc[j], _mm512_madd_epi16(r, p));
+                    }
                 }
             }
         }
@@ -195,11 +206,22 @@ mod x86 {
         let mut acc = [_mm512_setzero_si512(); 4];
         // SAFETY: chunk i reads elements i..i + 32 <= n of each slice.
         unsafe {
-            for i in (0..n).step_by(LANES) {
-                for j in 0..4 {
-                    let r = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pr[j].add(i).cast()));
-                    let p = _mm512_loadu_si512(pp[j].add(i).cast());
-                    acc[j] = _mm512_dpwssd_epi32(acc[j], r, p);
+            if pr.iter().all(|&p| p == pr[0]) {
+                // One row against four planes (the level pass): widen the row once.
+                for i in (0..n).step_by(LANES) {
+                    let r = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pr[0].add(i).cast()));
+                    for j in 0..4 {
+                        let p = _mm512_loadu_si512(pp[j].add(i).cast());
+                        acc[j] = _mm512_dpwssd_epi32(acc[j], r, p);
+                    }
+                }
+            } else {
+                for i in (0..n).step_by(LANES) {
+                    for j in 0..4 {
+                        let r = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pr[j].add(i).cast()));
+                        let p = _mm512_loadu_si512(pp[j].add(i).cast());
+                        acc[j] = _mm512_dpwssd_epi32(acc[j], r, p);
+                    }
                 }
             }
         }
@@ -273,11 +295,22 @@ mod x86 {
         let mut acc = [_mm256_setzero_si256(); 4];
         // SAFETY: chunk i reads elements i..i + 16 <= n of each slice.
         unsafe {
-            for i in (0..n).step_by(16) {
-                for j in 0..4 {
-                    let r = _mm256_cvtepi8_epi16(_mm_loadu_si128(pr[j].add(i).cast()));
-                    let p = _mm256_loadu_si256(pp[j].add(i).cast());
-                    acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(r, p));
+            if pr.iter().all(|&p| p == pr[0]) {
+                // One row against four planes (the level pass): widen the row once.
+                for i in (0..n).step_by(16) {
+                    let r = _mm256_cvtepi8_epi16(_mm_loadu_si128(pr[0].add(i).cast()));
+                    for j in 0..4 {
+                        let p = _mm256_loadu_si256(pp[j].add(i).cast());
+                        acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(r, p));
+                    }
+                }
+            } else {
+                for i in (0..n).step_by(16) {
+                    for j in 0..4 {
+                        let r = _mm256_cvtepi8_epi16(_mm_loadu_si128(pr[j].add(i).cast()));
+                        let p = _mm256_loadu_si256(pp[j].add(i).cast());
+                        acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(r, p));
+                    }
                 }
             }
         }
@@ -360,7 +393,16 @@ mod tests {
             let (wa, wb) = (portable.dot2)(&p, &q, &rows[1]);
             let mut want_m = p.clone();
             (portable.axpby)(&mut want_m, &rows[2], 0.75, 0.25);
+            // One row against four planes: the kernels' shared-row path.
+            let one_row = [rows4[2]; 4];
+            let want_one_row = (portable.side_dot4)(planes4, one_row);
             for k in &all[1..] {
+                assert_eq!(
+                    (k.side_dot4)(planes4, one_row),
+                    want_one_row,
+                    "{} n={n}",
+                    k.name
+                );
                 assert_eq!(
                     (k.side_dot4)(planes4, rows4),
                     want_sides,
