@@ -53,8 +53,9 @@ pub(crate) fn build_forest(
 ) -> std::result::Result<Vec<u32>, String> {
     let n = rows.len() / layout.dim;
     progress.set_total((n * spec.n_trees) as u64);
-    let codes = RowCodes::new(rows, layout.dim);
-    let forest = build_trees(&codes, n, layout, spec, progress);
+    let norms = row_norms(rows, layout.dim);
+    let codes = RowCodes::new(rows, layout.dim, &norms);
+    let forest = build_trees(&codes, layout, spec, progress);
     drop(codes);
 
     let tree_nodes = &forest.node_counts;
@@ -76,7 +77,7 @@ pub(crate) fn build_forest(
         (left, first) = (tail, first + count);
     }
     let (_, roots): ((), Vec<u32>) = rayon::join(
-        || item_nodes(rows, items, layout),
+        || item_nodes(rows, &norms, items, layout),
         || {
             regions
                 .into_par_iter()
@@ -154,11 +155,11 @@ struct SyncSplit {
 
 fn build_trees(
     data: &RowCodes,
-    n: usize,
     layout: Layout,
     spec: &BuildSpec,
     progress: &dyn Progress,
 ) -> Forest {
+    let n = data.len();
     let t_count = spec.n_trees;
     let sync_min = SYNC_MIN.max(2 * layout.max_bucket);
     let mut splits: Vec<Vec<SyncSplit>> = (0..t_count).map(|_| Vec::new()).collect();
@@ -203,7 +204,7 @@ fn build_trees(
         let planes: Vec<(Vec<f32>, f32)> = big
             .par_iter()
             .map(|task| {
-                let mut b = TreeBuilder::new(data, n, layout, spec, task.serial, progress);
+                let mut b = TreeBuilder::new(data, layout, spec, task.serial, progress);
                 b.two_means_plane(&task.members)
             })
             .collect();
@@ -272,7 +273,7 @@ fn build_trees(
             .par_iter()
             .zip(planes)
             .map(|(task, (normal, offset))| {
-                let mut b = TreeBuilder::new(data, n, layout, spec, mix(task.serial, 7), progress);
+                let mut b = TreeBuilder::new(data, layout, spec, mix(task.serial, 7), progress);
                 b.sides.clear();
                 for &m in &task.members {
                     let s = side_of[m as usize * t_count + task.tree];
@@ -332,7 +333,7 @@ fn build_trees(
     let built: Vec<Tree> = subtrees
         .par_iter_mut()
         .map(|task| {
-            let mut b = TreeBuilder::new(data, n, layout, spec, task.serial, progress);
+            let mut b = TreeBuilder::new(data, layout, spec, task.serial, progress);
             let root = b.make_tree(&mut task.members, task.is_root);
             Tree {
                 nodes: b.nodes,
@@ -422,20 +423,28 @@ impl Forest {
     }
 }
 
+/// The Euclidean norm of every row, summed in f64 (read by the codes and the item nodes).
+pub(crate) fn row_norms(rows: &[f32], dim: usize) -> Vec<f64> {
+    rows.par_chunks(dim)
+        .map(|row| {
+            row.iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect()
+}
+
 /// Writes the item node of every row into `items`: count 1, the row scaled to unit length
 /// (cosine is what the index answers, whatever the metric), and for angular its squared norm
-/// in the children slot, as Annoy keeps it.
-fn item_nodes(rows: &[f32], items: &mut [u32], layout: Layout) {
+/// in the children slot, as Annoy keeps it. `norms` are the rows' [`row_norms`].
+fn item_nodes(rows: &[f32], norms: &[f64], items: &mut [u32], layout: Layout) {
     let dot = dot_kernel();
     items
         .par_chunks_mut(layout.words)
         .zip(rows.par_chunks(layout.dim))
-        .for_each(|(node, row)| {
-            let norm = row
-                .iter()
-                .map(|&x| f64::from(x) * f64::from(x))
-                .sum::<f64>()
-                .sqrt();
+        .zip(norms)
+        .for_each(|((node, row), &norm)| {
             node[0] = 1;
             let v: &mut [f32] = bytemuck::cast_slice_mut(&mut node[layout.v..]);
             for (v, &x) in v.iter_mut().zip(row) {
@@ -474,12 +483,12 @@ struct TreeBuilder<'a> {
 impl<'a> TreeBuilder<'a> {
     fn new(
         data: &'a RowCodes,
-        n: usize,
         layout: Layout,
         spec: &BuildSpec,
         seed: u64,
         progress: &'a dyn Progress,
     ) -> Self {
+        let n = data.len();
         TreeBuilder {
             data,
             layout,

@@ -30,8 +30,9 @@ pub(crate) struct RowCodes {
 }
 
 impl RowCodes {
-    /// Codes the unit rows `x / ‖x‖` of `rows` (checked: finite, non-zero, `dim` wide).
-    pub fn new(rows: &[f32], dim: usize) -> RowCodes {
+    /// Codes the unit rows `x / ‖x‖` of `rows` (checked: finite, non-zero, `dim` wide), given
+    /// their norms.
+    pub fn new(rows: &[f32], dim: usize, norms: &[f64]) -> RowCodes {
         let stride = dim.div_ceil(LANES) * LANES;
         let n = rows.len() / dim;
         let mut codes = vec![0i8; n * stride];
@@ -40,12 +41,8 @@ impl RowCodes {
             .par_chunks_mut(stride)
             .zip(&mut scales)
             .zip(rows.par_chunks(dim))
-            .for_each(|((codes, scale), row)| {
-                let norm = row
-                    .iter()
-                    .map(|&x| f64::from(x) * f64::from(x))
-                    .sum::<f64>()
-                    .sqrt();
+            .zip(norms)
+            .for_each(|(((codes, scale), row), &norm)| {
                 *scale = (f64::from(encode(row, codes, 127)) / norm) as f32;
             });
         RowCodes {
@@ -53,6 +50,11 @@ impl RowCodes {
             scales,
             stride,
         }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.scales.len()
     }
 
     /// Row `i`'s codes.
@@ -104,7 +106,7 @@ impl PlaneCode {
 
 /// The largest plane code for rows of `stride` codes: `127 · max · stride` stays below
 /// `i32::MAX`, so a row's integer dot product with a plane is exact whatever the order of the
-/// sums. 32767 up to 528 dimensions; at least 1 up to [`MAX_DIM`].
+/// sums. 32767 up to 512 dimensions; at least 1 up to [`MAX_DIM`].
 pub(crate) fn plane_code_max(stride: usize) -> i16 {
     let m = i32::MAX as usize / (127 * stride.max(1));
     m.clamp(1, i16::MAX as usize) as i16
@@ -157,7 +159,7 @@ mod tests {
         let rows: Vec<f32> = (0..4 * dim)
             .map(|i| ((i * 7919 % 211) as f32 - 105.0) / 50.0)
             .collect();
-        let codes = RowCodes::new(&rows, dim);
+        let codes = RowCodes::new(&rows, dim, &crate::build::row_norms(&rows, dim));
         assert_eq!(codes.stride, 96);
         let normal: Vec<f32> = (0..dim)
             .map(|i| ((i * 31 % 17) as f32 - 8.0) / 10.0)

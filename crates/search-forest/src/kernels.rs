@@ -21,55 +21,66 @@ pub(crate) type AxpbyFn = fn(&mut [f32], &[i8], f32, f32);
 /// against four planes).
 pub(crate) type SideDot4Fn = fn([&[i16]; 4], [&[i8]; 4]) -> [i32; 4];
 
-/// The build kernels for this CPU.
+/// A set of build kernels.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {
     pub dot2: Dot2Fn,
     pub axpby: AxpbyFn,
     pub side_dot4: SideDot4Fn,
-    /// What was chosen, for reports.
-    #[allow(dead_code)]
+    /// Which set this is (named in test failures).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub name: &'static str,
 }
 
+/// The best kernels this CPU runs (the last of [`available`]), chosen once.
 pub(crate) fn kernels() -> Kernels {
     static K: OnceLock<Kernels> = OnceLock::new();
     *K.get_or_init(|| {
-        let portable = Kernels {
-            dot2: dot2_portable,
-            axpby: axpby_portable,
-            side_dot4: side_dot4_portable,
-            name: "portable",
-        };
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
-            {
-                let vnni = std::is_x86_feature_detected!("avx512vnni");
-                return Kernels {
-                    // SAFETY: AVX-512F and BW (and VNNI where used) were detected on this CPU.
-                    dot2: |p, q, c| unsafe { x86::dot2_avx512(p, q, c) },
-                    axpby: |m, c, a, b| unsafe { x86::axpby_avx512(m, c, a, b) },
-                    side_dot4: if vnni {
-                        |p, r| unsafe { x86::side_dot4_avx512vnni(p, r) }
-                    } else {
-                        |p, r| unsafe { x86::side_dot4_avx512(p, r) }
-                    },
-                    name: if vnni { "avx512vnni" } else { "avx512" },
-                };
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return Kernels {
-                    // SAFETY: AVX2 and FMA were detected on this CPU.
-                    dot2: |p, q, c| unsafe { x86::dot2_avx2(p, q, c) },
-                    axpby: |m, c, a, b| unsafe { x86::axpby_avx2(m, c, a, b) },
-                    side_dot4: |p, r| unsafe { x86::side_dot4_avx2(p, r) },
-                    name: "avx2",
-                };
+        *available()
+            .last()
+            .expect("the portable set is always there")
+    })
+}
+
+/// Every kernel set this CPU runs: the portable one first, the fastest last.
+fn available() -> Vec<Kernels> {
+    let mut all = vec![Kernels {
+        dot2: dot2_portable,
+        axpby: axpby_portable,
+        side_dot4: side_dot4_portable,
+        name: "portable",
+    }];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            all.push(Kernels {
+                // SAFETY: AVX2 and FMA were detected on this CPU.
+                dot2: |p, q, c| unsafe { x86::dot2_avx2(p, q, c) },
+                axpby: |m, c, a, b| unsafe { x86::axpby_avx2(m, c, a, b) },
+                side_dot4: |p, r| unsafe { x86::side_dot4_avx2(p, r) },
+                name: "avx2",
+            });
+        }
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
+            let avx512 = Kernels {
+                // SAFETY: AVX-512F and AVX-512BW were detected on this CPU.
+                dot2: |p, q, c| unsafe { x86::dot2_avx512(p, q, c) },
+                axpby: |m, c, a, b| unsafe { x86::axpby_avx512(m, c, a, b) },
+                side_dot4: |p, r| unsafe { x86::side_dot4_avx512(p, r) },
+                name: "avx512",
+            };
+            all.push(avx512);
+            if std::is_x86_feature_detected!("avx512vnni") {
+                all.push(Kernels {
+                    // SAFETY: AVX-512 VNNI (with F and BW) was detected on this CPU.
+                    side_dot4: |p, r| unsafe { x86::side_dot4_avx512vnni(p, r) },
+                    name: "avx512vnni",
+                    ..avx512
+                });
             }
         }
-        portable
-    })
+    }
+    all
 }
 
 fn check_lengths(n: usize, others: &[usize]) {
@@ -327,47 +338,9 @@ mod x86 {
 mod tests {
     use super::*;
 
-    /// Every kernel this CPU can run, with the portable one first.
-    fn all_kernels() -> Vec<Kernels> {
-        let mut all = vec![Kernels {
-            dot2: dot2_portable,
-            axpby: axpby_portable,
-            side_dot4: side_dot4_portable,
-            name: "portable",
-        }];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                all.push(Kernels {
-                    dot2: |p, q, c| unsafe { x86::dot2_avx2(p, q, c) },
-                    axpby: |m, c, a, b| unsafe { x86::axpby_avx2(m, c, a, b) },
-                    side_dot4: |p, r| unsafe { x86::side_dot4_avx2(p, r) },
-                    name: "avx2",
-                });
-            }
-            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
-            {
-                all.push(Kernels {
-                    dot2: |p, q, c| unsafe { x86::dot2_avx512(p, q, c) },
-                    axpby: |m, c, a, b| unsafe { x86::axpby_avx512(m, c, a, b) },
-                    side_dot4: |p, r| unsafe { x86::side_dot4_avx512(p, r) },
-                    name: "avx512",
-                });
-                if std::is_x86_feature_detected!("avx512vnni") {
-                    all.push(Kernels {
-                        side_dot4: |p, r| unsafe { x86::side_dot4_avx512vnni(p, r) },
-                        name: "avx512vnni",
-                        ..all[all.len() - 1]
-                    });
-                }
-            }
-        }
-        all
-    }
-
     #[test]
     fn kernels_agree_with_portable_code() {
-        let all = all_kernels();
+        let all = available();
         let portable = all[0];
         for n in [0, 32, 64, 96, 512, 544] {
             let p: Vec<f32> = (0..n).map(|i| (i as f32 * 0.7).sin()).collect();
@@ -438,7 +411,7 @@ mod tests {
         let planes = vec![max; n];
         for row in [vec![127i8; n], vec![-127i8; n]] {
             let want = i32::from(row[0]) * i32::from(max) * n as i32;
-            for k in all_kernels() {
+            for k in available() {
                 let got = (k.side_dot4)([planes.as_slice(); 4], [row.as_slice(); 4]);
                 assert_eq!(got, [want; 4], "{}", k.name);
             }
