@@ -7,28 +7,23 @@ use serde_json::Value;
 
 fn run_bench(results: &Path, extra: &[&str]) -> Value {
     let json = results.join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "bench",
-            "--distractors",
-            "3000",
-            "--identities",
-            "30",
-            "--quiet",
-            "--results",
-        ])
-        .arg(results)
-        .arg("--json")
-        .arg(&json)
-        .args(extra)
-        .output()
-        .expect("run xtask");
-    assert!(
-        out.status.success(),
-        "xtask bench failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let table = test_support::stdout_of(
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args([
+                "bench",
+                "--distractors",
+                "3000",
+                "--identities",
+                "30",
+                "--quiet",
+                "--results",
+            ])
+            .arg(results)
+            .arg("--json")
+            .arg(&json)
+            .args(extra),
+        "xtask bench",
     );
-    let table = String::from_utf8(out.stdout).unwrap();
     let report: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
     for engine in report["engines"].as_array().unwrap() {
         let name = engine["name"].as_str().unwrap();
@@ -235,23 +230,19 @@ fn an_index_written_by_python_hnswlib_is_used_as_given() {
 /// pass their own files, with `hnsw_index` given; returns the JSON report.
 fn bench_own_data(data: &Path, engines: &str, hnsw_index: &Path, results: &Path) -> Value {
     let json = results.join("own.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["bench", "--quiet", "--engines", engines, "--gallery"])
-        .arg(data.join("search_data.npy"))
-        .arg("--queries")
-        .arg(data.join("queries.npy"))
-        .arg("--hnsw-index")
-        .arg(hnsw_index)
-        .arg("--results")
-        .arg(results)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    test_support::stdout_of(
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["bench", "--quiet", "--engines", engines, "--gallery"])
+            .arg(data.join("search_data.npy"))
+            .arg("--queries")
+            .arg(data.join("queries.npy"))
+            .arg("--hnsw-index")
+            .arg(hnsw_index)
+            .arg("--results")
+            .arg(results)
+            .arg("--json")
+            .arg(&json),
+        "xtask bench on own data",
     );
     serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
 }

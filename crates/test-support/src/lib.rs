@@ -3,6 +3,7 @@
 //! - [`workspace`] and [`fixture`]: paths into the repository.
 //! - [`python`] and [`run_python`]: the project's Python (numpy, hnswlib, annoy in a virtualenv
 //!   made by `scripts/pyenv.sh` on first use), for cross-checks of file formats.
+//! - [`stdout_of`]: runs a command that must succeed.
 #![deny(missing_docs)]
 
 use std::ffi::OsStr;
@@ -22,16 +23,9 @@ pub fn fixture(relative: &str) -> PathBuf {
 /// The project's Python, made by `scripts/pyenv.sh` on first use (flock-protected, so parallel
 /// tests share one environment). Panics with the script's output when it cannot be made.
 pub fn python() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(workspace().join("scripts/pyenv.sh"))
-        .output()
-        .expect("run scripts/pyenv.sh");
-    assert!(
-        out.status.success(),
-        "scripts/pyenv.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).expect("a UTF-8 path").trim())
+    let script = workspace().join("scripts/pyenv.sh");
+    let out = stdout_of(Command::new("bash").arg(script), "scripts/pyenv.sh");
+    PathBuf::from(out.trim())
 }
 
 /// Runs `script` (a path relative to the workspace) with the project's Python and `args`, and
@@ -41,14 +35,23 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let out = Command::new(python())
-        .arg(workspace().join(script))
-        .args(args)
+    stdout_of(
+        Command::new(python())
+            .arg(workspace().join(script))
+            .args(args),
+        script,
+    )
+}
+
+/// Runs `command` and returns its standard output. Panics, naming it `what` and showing its
+/// standard error, when it cannot start or fails.
+pub fn stdout_of(command: &mut Command, what: &str) -> String {
+    let out = command
         .output()
-        .expect("run python");
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     assert!(
         out.status.success(),
-        "{script} failed:\n{}",
+        "{what} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("UTF-8 output")
