@@ -12,8 +12,8 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 
-use crate::codes::{PlaneCode, RowCodes};
-use crate::kernels::{AxpbyFn, Kernels, kernels};
+use crate::codes::{PlaneCode, RowCodes, plane_code_max};
+use crate::kernels::{AddFn, Kernels, kernels};
 use crate::layout::{Layout, Metric};
 
 /// How a tree chooses each split plane.
@@ -332,14 +332,21 @@ fn build_trees(
     // The small subtrees, depth first, in parallel.
     let built: Vec<Tree> = subtrees
         .par_iter_mut()
-        .map(|task| {
-            let mut b = TreeBuilder::new(data, layout, spec, task.serial, progress);
-            let root = b.make_tree(&mut task.members, task.is_root);
-            Tree {
-                nodes: b.nodes,
-                root,
-            }
-        })
+        .map_init(
+            || RowCodes::with_stride(data.stride),
+            |rows, task| {
+                // The subtree's rows, copied together: every level below reads them from cache.
+                rows.gather_from(data, &task.members);
+                let mut b = TreeBuilder::new(rows, layout, spec, task.serial, progress);
+                b.set_items(&task.members, n);
+                let mut local: Vec<u32> = (0..task.members.len() as u32).collect();
+                let root = b.make_tree(&mut local, task.is_root);
+                Tree {
+                    nodes: b.nodes,
+                    root,
+                }
+            },
+        )
         .collect();
 
     let mut node_counts: Vec<usize> = splits.iter().map(Vec::len).collect();
@@ -465,11 +472,15 @@ struct Tree {
 
 struct TreeBuilder<'a> {
     data: &'a RowCodes,
+    /// The item id of each row of `data`, when `data` holds a subtree's rows only.
+    ids: Option<&'a [u32]>,
     layout: Layout,
+    /// Items in the gallery.
     n: usize,
     iterations: usize,
     split: Split,
     leaf: usize,
+    spec_leaf: usize,
     rng: Xoshiro256PlusPlus,
     kernels: Kernels,
     progress: &'a dyn Progress,
@@ -491,17 +502,15 @@ impl<'a> TreeBuilder<'a> {
         let n = data.len();
         TreeBuilder {
             data,
+            ids: None,
             layout,
             n,
             iterations: spec.iterations,
             split: spec.split,
             // With n = K + 1 items, a split below the root would claim K + 1 = n descendants
             // like a root, and Annoy's root scan would count it as one: keep Annoy's leaves.
-            leaf: if n > layout.max_bucket + 1 {
-                spec.leaf.clamp(1, layout.max_bucket)
-            } else {
-                layout.max_bucket
-            },
+            leaf: leaf_size(layout, spec.leaf, n),
+            spec_leaf: spec.leaf,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             kernels: kernels(),
             progress,
@@ -514,6 +523,20 @@ impl<'a> TreeBuilder<'a> {
 
     fn row(&self, i: u32) -> &'a [i8] {
         self.data.row(i)
+    }
+
+    /// Declares `data` to hold the rows of the items `ids` (in increasing order) of a gallery
+    /// of `n` items.
+    fn set_items(&mut self, ids: &'a [u32], n: usize) {
+        debug_assert!(ids.is_sorted());
+        self.ids = Some(ids);
+        self.n = n;
+        self.leaf = leaf_size(self.layout, self.spec_leaf, n);
+    }
+
+    /// The item id of row `i` of `data`.
+    fn item(&self, i: u32) -> u32 {
+        self.ids.map_or(i, |ids| ids[i as usize])
     }
 
     /// Appends a node and returns its local ref.
@@ -530,7 +553,7 @@ impl<'a> TreeBuilder<'a> {
         let l = self.layout;
         if idx.len() == 1 && !is_root {
             self.progress.advance(1);
-            return idx[0];
+            return self.item(idx[0]);
         }
         // Roots must claim every item (that is how readers find them), so a root is a bucket
         // exactly when Annoy's would be: when all items fit in one.
@@ -542,9 +565,18 @@ impl<'a> TreeBuilder<'a> {
         if bucket {
             self.progress.advance(idx.len() as u64);
             let nd = if is_root { self.n } else { idx.len() } as u32;
+            let ids = self.ids;
             return self.push_node(|node| {
                 node[0] = nd;
-                node[l.children..l.children + idx.len()].copy_from_slice(idx);
+                let items = &mut node[l.children..l.children + idx.len()];
+                match ids {
+                    Some(ids) => {
+                        for (item, &i) in items.iter_mut().zip(idx.iter()) {
+                            *item = ids[i as usize];
+                        }
+                    }
+                    None => items.copy_from_slice(idx),
+                }
             });
         }
 
@@ -661,29 +693,25 @@ impl<'a> TreeBuilder<'a> {
     /// Annoy's `two_means` + `create_split`: the unit normal of the plane between two centroids
     /// (and, for euclidean, the plane's offset), computed on the rows' codes.
     fn two_means_plane(&mut self, idx: &[u32]) -> (Vec<f32>, f32) {
-        let Kernels { dot2, axpby, .. } = self.kernels;
+        let Kernels { dot2, add, .. } = self.kernels;
         let cosine = self.layout.metric == Metric::Angular;
         let count = idx.len();
         let i = self.rng.random_range(0..count);
         let mut j = self.rng.random_range(0..count - 1);
         j += (j >= i) as usize;
-        let mut p = self.data.decode(idx[i]);
-        let mut q = self.data.decode(idx[j]);
-        if cosine {
-            normalize(&mut p);
-            normalize(&mut q);
-        }
-        let mut pp = sum_squares(&p);
-        let mut qq = sum_squares(&q);
-        let (mut ic, mut jc) = (1f32, 1f32);
+        let limit = i32::from(plane_code_max(self.data.stride));
+        let mut p = Centroid::new(self.data, idx[i], limit);
+        let mut q = Centroid::new(self.data, idx[j], limit);
         let samples = self.samples(count);
         // Draw the samples AHEAD iterations early and prefetch their rows (random rows of a
-        // large node come from memory). Same draws, same order.
+        // large node come from memory; a subtree's own copy of its rows is in cache already).
+        // Same draws, same order.
         const AHEAD: usize = 4;
+        let far = self.ids.is_none();
         let mut ring = [0u32; AHEAD];
         for (s, slot) in ring.iter_mut().enumerate().take(samples) {
             *slot = idx[self.rng.random_range(0..count)];
-            if s > 0 {
+            if s > 0 && far {
                 prefetch(self.row(*slot));
             }
         }
@@ -692,36 +720,32 @@ impl<'a> TreeBuilder<'a> {
             if s + AHEAD < samples {
                 let next = idx[self.rng.random_range(0..count)];
                 ring[s % AHEAD] = next;
-                prefetch(self.row(next));
+                if far {
+                    prefetch(self.row(next));
+                }
             }
             let (codes, scale) = (self.row(x), self.data.scale(x));
-            // Rows are unit vectors (see `item_nodes`); their codes are within 1% of that.
-            let (px, qx) = dot2(&p, &q, codes);
-            let (px, qx) = (px * scale, qx * scale);
-            // Annoy's distances, with the squared norms of the means kept up to date from the
-            // dot products already at hand instead of recomputed.
+            let (px, qx) = dot2(&p.sum, &q.sum, codes);
+            // Annoy's distances, weighted by the centroids' counts.
             let (di, dj) = if cosine {
-                let dist = |cx: f32, cc: f32| {
-                    if cc > 0.0 {
-                        2.0 - 2.0 * cx / cc.sqrt()
-                    } else {
-                        2.0
-                    }
-                };
-                (ic * dist(px, pp), jc * dist(qx, qq))
+                (
+                    p.count * p.cosine_distance(px, scale),
+                    q.count * q.cosine_distance(qx, scale),
+                )
             } else {
-                (ic * (pp - 2.0 * px + 1.0), jc * (qq - 2.0 * qx + 1.0))
+                (
+                    p.count * p.squared_distance(px, scale),
+                    q.count * q.squared_distance(qx, scale),
+                )
             };
             if di < dj {
-                pp = update_mean(axpby, &mut p, codes, scale, ic, pp, px);
-                ic += 1.0;
+                p.add(add, self.data, x, px);
             } else if dj < di {
-                qq = update_mean(axpby, &mut q, codes, scale, jc, qq, qx);
-                jc += 1.0;
+                q.add(add, self.data, x, qx);
             }
         }
-        let dim = self.layout.dim;
-        let mut normal: Vec<f32> = p[..dim].iter().zip(&q).map(|(a, b)| a - b).collect();
+        let (p, q) = (p.mean(self.layout.dim), q.mean(self.layout.dim));
+        let mut normal: Vec<f32> = p.iter().zip(&q).map(|(a, b)| (a - b) as f32).collect();
         normalize(&mut normal);
         let offset = if cosine {
             0.0
@@ -729,10 +753,143 @@ impl<'a> TreeBuilder<'a> {
             -normal
                 .iter()
                 .zip(p.iter().zip(&q))
-                .map(|(n, (a, b))| n * (a + b) / 2.0)
-                .sum::<f32>()
+                .map(|(&n, (a, b))| f64::from(n) * (a + b) / 2.0)
+                .sum::<f64>() as f32
         };
         (normal, offset)
+    }
+}
+
+/// A two-means centroid: the mean of the unit rows assigned to it, kept as the sum of their
+/// codes (`i16`, halved whenever it could outgrow [`plane_code_max`]) so that each step is an
+/// exact integer dot product and an integer add. With each row `x ≈ s · c`, the mean is
+/// `Σ x / count ≈ (Σ s / count) · (Σ c / count)`: rows' scales differ by a few percent, which
+/// weights the rows of a centroid unevenly by as much, and no more.
+struct Centroid {
+    /// `Σ c / 2^shift`.
+    sum: Vec<i16>,
+    /// `‖sum‖²`.
+    sq: f64,
+    /// `1 / ‖sum‖` (0 for a zero sum).
+    inv_norm: f64,
+    /// At least the largest `|sumᵢ|`; `sum` is halved when the next row could take an entry
+    /// over `limit` (the [`plane_code_max`], which keeps the dot products exact).
+    bound: i32,
+    limit: i32,
+    /// Rows in the mean (Annoy's `ic`, `jc`).
+    count: f32,
+    /// `Σ s` over the rows in the mean.
+    weight: f64,
+    /// Times `sum` was halved.
+    shift: u32,
+}
+
+impl Centroid {
+    fn new(data: &RowCodes, i: u32, limit: i32) -> Centroid {
+        let sum: Vec<i16> = data.row(i).iter().map(|&c| i16::from(c)).collect();
+        let mut c = Centroid {
+            sum,
+            sq: 0.0,
+            inv_norm: 0.0,
+            bound: 0,
+            limit,
+            count: 1.0,
+            weight: f64::from(data.scale(i)),
+            shift: 0,
+        };
+        c.measure();
+        c.make_room();
+        c
+    }
+
+    /// Recomputes `sq` and `bound` from `sum`.
+    fn measure(&mut self) {
+        let (mut sq, mut top) = (0i64, 0i32);
+        for &v in &self.sum {
+            sq += i64::from(v) * i64::from(v);
+            top = top.max(i32::from(v).abs());
+        }
+        (self.sq, self.bound) = (sq as f64, top);
+        self.set_inv_norm();
+    }
+
+    fn set_inv_norm(&mut self) {
+        self.inv_norm = if self.sq > 0.0 {
+            1.0 / self.sq.sqrt()
+        } else {
+            0.0
+        };
+    }
+
+    /// `mean = unit · sum`.
+    fn unit(&self) -> f64 {
+        let count = f64::from(self.count);
+        self.weight * f64::from(1u32 << self.shift) / (count * count)
+    }
+
+    /// Annoy's angular distance `2 − 2 cos` to the row `x = scale · codes` (a unit row, so
+    /// `‖codes‖ ≈ 1 / scale`), given `dot = sum · codes`.
+    fn cosine_distance(&self, dot: i32, scale: f32) -> f32 {
+        (2.0 - 2.0 * f64::from(dot) * f64::from(scale) * self.inv_norm) as f32
+    }
+
+    /// `‖mean − x‖²` to the unit row `x = scale · codes`, given `dot = sum · codes`.
+    fn squared_distance(&self, dot: i32, scale: f32) -> f32 {
+        let u = self.unit();
+        (u * u * self.sq - 2.0 * u * f64::from(scale) * f64::from(dot) + 1.0) as f32
+    }
+
+    /// Adds row `x` of `data` to the mean, given `dot = sum · codes`.
+    fn add(&mut self, add: AddFn, data: &RowCodes, x: u32, dot: i32) {
+        let (codes, scale) = (data.row(x), data.scale(x));
+        self.count += 1.0;
+        self.weight += f64::from(scale);
+        if self.bound + (127 >> self.shift) > self.limit {
+            // `bound` grows by the largest code at each row: find the true largest entry
+            // before halving the sum (rows much alike, e.g. duplicates, make it large).
+            self.measure();
+            self.make_room();
+        }
+        if self.shift == 0 {
+            add(&mut self.sum, codes);
+            // ‖sum + c‖² = ‖sum‖² + 2 sum · c + ‖c‖², exactly.
+            self.sq += 2.0 * f64::from(dot) + data.square(x) as f64;
+            self.set_inv_norm();
+            self.bound += 127;
+        } else {
+            let m = 1i16 << self.shift;
+            for (v, &c) in self.sum.iter_mut().zip(codes) {
+                *v += i16::from(c) / m;
+            }
+            self.measure();
+        }
+    }
+
+    /// Halves `sum` until one more row (adding at most `127 >> shift` to an entry) keeps every
+    /// entry within `limit`. At shift 7 rows add nothing and the sum is all zeros.
+    fn make_room(&mut self) {
+        while self.bound + (127 >> self.shift) > self.limit && self.shift < 7 {
+            self.sum.iter_mut().for_each(|v| *v /= 2);
+            self.shift += 1;
+            self.measure();
+        }
+    }
+
+    /// The mean, `dim` wide.
+    fn mean(&self, dim: usize) -> Vec<f64> {
+        let u = self.unit();
+        self.sum[..dim].iter().map(|&v| u * f64::from(v)).collect()
+    }
+}
+
+/// The most items in a leaf below the root for a gallery of `n` items.
+fn leaf_size(layout: Layout, leaf: usize, n: usize) -> usize {
+    // With n = K + 1 items, a split below the root would claim K + 1 = n descendants like a
+    // root, and Annoy's root scan would count it as one: keep Annoy's leaves.
+    if n > layout.max_bucket + 1 {
+        leaf.clamp(1, layout.max_bucket)
+    } else {
+        layout.max_bucket
     }
 }
 
@@ -748,30 +905,75 @@ fn split_imbalance(left: usize, right: usize) -> f64 {
     f.max(1.0 - f)
 }
 
-fn sum_squares(v: &[f32]) -> f32 {
-    v.iter().map(|x| x * x).sum()
-}
-
 fn normalize(v: &mut [f32]) {
-    let norm = sum_squares(v).sqrt();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {
         v.iter_mut().for_each(|x| *x /= norm);
     }
 }
 
-/// Annoy's running mean of unit rows, `mean = (mean·c + x) / (c + 1)`, for the row
-/// `x = scale · codes`. Returns the new squared norm of the mean from the old one `mm` and
-/// `mx = mean · x`, taking `‖x‖² = 1` (exact up to rounding and the codes' error).
-fn update_mean(
-    axpby: AxpbyFn,
-    mean: &mut [f32],
-    codes: &[i8],
-    scale: f32,
-    c: f32,
-    mm: f32,
-    mx: f32,
-) -> f32 {
-    let (a, b) = (c / (c + 1.0), 1.0 / (c + 1.0));
-    axpby(mean, codes, a, b * scale);
-    a * a * mm + 2.0 * a * b * mx + b * b
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows coded like the gallery's: `n` unit rows of `dim`, row `r` with entries `f(r, i)`.
+    fn codes(n: usize, dim: usize, f: impl Fn(usize, usize) -> f32) -> RowCodes {
+        let rows: Vec<f32> = (0..n * dim).map(|k| f(k / dim, k % dim)).collect();
+        RowCodes::new(&rows, dim, &row_norms(&rows, dim))
+    }
+
+    #[test]
+    fn a_centroid_of_one_row_many_times_stays_exact_and_points_at_it() {
+        // Duplicates make the code sum grow by 127 a row: it must halve, not overflow.
+        let dim = 512;
+        let data = codes(1, dim, |_, i| ((i * 7919 % 211) as f32 - 105.0) / 50.0);
+        let limit = i32::from(plane_code_max(data.stride));
+        let mut c = Centroid::new(&data, 0, limit);
+        let add = kernels().add;
+        for _ in 0..2000 {
+            let dot = (kernels().dot2)(&c.sum, &c.sum, data.row(0)).0;
+            c.add(add, &data, 0, dot);
+            assert!(c.sum.iter().all(|&v| i32::from(v).abs() <= limit));
+        }
+        assert!(c.shift > 0, "the sum was halved");
+        assert_eq!(c.count, 2001.0);
+        // The mean is the row itself (a unit row), and its cosine distance to it is 0.
+        let mean = c.mean(dim);
+        let x: Vec<f64> = data.row(0)[..dim]
+            .iter()
+            .map(|&v| f64::from(data.scale(0)) * f64::from(v))
+            .collect();
+        for (m, x) in mean.iter().zip(&x) {
+            assert!((m - x).abs() < 0.01, "{m} vs {x}");
+        }
+        let dot = (kernels().dot2)(&c.sum, &c.sum, data.row(0)).0;
+        assert!(c.cosine_distance(dot, data.scale(0)).abs() < 1e-3);
+        assert!(c.squared_distance(dot, data.scale(0)).abs() < 1e-2);
+    }
+
+    #[test]
+    fn a_centroid_tracks_its_norm_and_mean_incrementally() {
+        let dim = 100;
+        let data = codes(50, dim, |r, i| {
+            (((r * 131 + i * 17) % 97) as f32 - 48.0) / 7.0
+        });
+        let limit = i32::from(plane_code_max(data.stride));
+        let mut c = Centroid::new(&data, 0, limit);
+        let dot2 = kernels().dot2;
+        for r in 1..50 {
+            let dot = dot2(&c.sum, &c.sum, data.row(r)).0;
+            c.add(kernels().add, &data, r, dot);
+        }
+        let exact: i64 = c.sum.iter().map(|&v| i64::from(v) * i64::from(v)).sum();
+        assert_eq!(c.sq, exact as f64);
+        // The mean of the 50 unit rows, within the codes' error.
+        let mean = c.mean(dim);
+        for (i, &m) in mean.iter().enumerate() {
+            let want: f64 = (0..50u32)
+                .map(|r| f64::from(data.scale(r)) * f64::from(data.row(r)[i]))
+                .sum::<f64>()
+                / 50.0;
+            assert!((m - want).abs() < 0.01, "{i}: {m} vs {want}");
+        }
+    }
 }

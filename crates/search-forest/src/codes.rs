@@ -25,6 +25,8 @@ use crate::kernels::{LANES, SideDot4Fn};
 pub(crate) struct RowCodes {
     codes: Vec<i8>,
     scales: Vec<f32>,
+    /// `‖codes‖²` of each row.
+    squares: Vec<u64>,
     /// Codes per row: the dimension rounded up to [`LANES`].
     pub stride: usize,
 }
@@ -37,18 +39,47 @@ impl RowCodes {
         let n = rows.len() / dim;
         let mut codes = vec![0i8; n * stride];
         let mut scales = vec![0f32; n];
+        let mut squares = vec![0u64; n];
         codes
             .par_chunks_mut(stride)
-            .zip(&mut scales)
+            .zip(scales.par_iter_mut().zip(&mut squares))
             .zip(rows.par_chunks(dim))
             .zip(norms)
-            .for_each(|(((codes, scale), row), &norm)| {
+            .for_each(|(((codes, (scale, square)), row), &norm)| {
                 *scale = (f64::from(encode(row, codes, 127)) / norm) as f32;
+                *square = codes
+                    .iter()
+                    .map(|&c| (i32::from(c) * i32::from(c)) as u64)
+                    .sum();
             });
         RowCodes {
             codes,
             scales,
+            squares,
             stride,
+        }
+    }
+
+    /// No rows yet, `stride` codes per row (see [`RowCodes::gather_from`]).
+    pub fn with_stride(stride: usize) -> RowCodes {
+        RowCodes {
+            codes: Vec::new(),
+            scales: Vec::new(),
+            squares: Vec::new(),
+            stride,
+        }
+    }
+
+    /// Replaces these rows with the rows `ids` of `from`, in that order (reusing the memory).
+    pub fn gather_from(&mut self, from: &RowCodes, ids: &[u32]) {
+        debug_assert_eq!(self.stride, from.stride);
+        self.codes.clear();
+        self.scales.clear();
+        self.squares.clear();
+        for &i in ids {
+            self.codes.extend_from_slice(from.row(i));
+            self.scales.push(from.scale(i));
+            self.squares.push(from.squares[i as usize]);
         }
     }
 
@@ -68,10 +99,9 @@ impl RowCodes {
         self.scales[i as usize]
     }
 
-    /// Row `i` decoded into f32, `stride` long.
-    pub fn decode(&self, i: u32) -> Vec<f32> {
-        let s = self.scale(i);
-        self.row(i).iter().map(|&c| s * f32::from(c)).collect()
+    /// Row `i`'s `‖codes‖²`.
+    pub fn square(&self, i: u32) -> u64 {
+        self.squares[i as usize]
     }
 
     /// The margins `x̂ᵢ · n̂ₖ` (before any offset) of four (row, plane) pairs.
