@@ -6,8 +6,8 @@
 //! Then the file is written once, in Annoy's node order: the item nodes, each tree's nodes
 //! (children before parents) in its own region, and a copy of every root at the end.
 
-use embed_store::Progress;
 use embed_store::kernels::dot_kernel;
+use embed_store::{Error, Progress, Result, VectorView};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
@@ -38,32 +38,41 @@ pub(crate) struct BuildSpec {
     pub leaf: usize,
 }
 
-/// Builds the forest over `rows` (checked already: finite, non-zero, `layout.dim` wide) and
-/// returns the whole file, as words: the item nodes (count 1, the row scaled to unit length),
-/// then every tree's nodes (children before parents), then a copy of every root. Fails only
-/// when the node count would exceed Annoy's `i32` ids.
+/// Builds the forest over `vectors` (`layout.dim` wide) and returns the whole file, as words:
+/// the item nodes (count 1, the row scaled to unit length), then every tree's nodes (children
+/// before parents), then a copy of every root. Fails on a row that is not finite or is zero
+/// (the error names the first), or when the node count would exceed Annoy's `i32` ids.
 ///
-/// The trees are built on the rows' int8 codes ([`RowCodes`]); the file is written once, in
-/// parallel, into a buffer of its final size.
+/// The trees are built on the rows' int8 codes ([`RowCodes`]), made in the same pass over the
+/// rows that checks them; the file is written once, in parallel, into a buffer of its final
+/// size.
 pub(crate) fn build_forest(
-    rows: &[f32],
+    vectors: VectorView<'_>,
     layout: Layout,
     spec: &BuildSpec,
     progress: &dyn Progress,
-) -> std::result::Result<Vec<u32>, String> {
-    let n = rows.len() / layout.dim;
+) -> Result<Vec<u32>> {
+    let rows = vectors.as_slice();
+    let n = vectors.len();
     progress.set_total((n * spec.n_trees) as u64);
-    let norms = row_norms(rows, layout.dim);
-    let codes = RowCodes::new(rows, layout.dim, &norms);
+    let (codes, norms) = RowCodes::new(rows, layout.dim);
+    // A norm that is not finite or is zero marks a bad row: let the gallery's own check name
+    // the first one (its norm is summed in f64 like these, so the two agree).
+    if norms.par_iter().any(|&x| !(x.is_finite() && x > 0.0)) {
+        vectors.check_all()?;
+        return Err(Error::InvalidArgument(
+            "a gallery row has a zero or non-finite norm".into(),
+        ));
+    }
     let forest = build_trees(&codes, layout, spec, progress);
     drop(codes);
 
     let tree_nodes = &forest.node_counts;
     let n_nodes = n + tree_nodes.iter().sum::<usize>() + spec.n_trees;
     if n_nodes > i32::MAX as usize {
-        return Err(format!(
+        return Err(Error::InvalidArgument(format!(
             "{n_nodes} nodes exceed Annoy's i32 ids; use fewer trees or items"
-        ));
+        )));
     }
     let w = layout.words;
     let mut words = vec![0u32; n_nodes * w];
@@ -430,21 +439,9 @@ impl Forest {
     }
 }
 
-/// The Euclidean norm of every row, summed in f64 (read by the codes and the item nodes).
-pub(crate) fn row_norms(rows: &[f32], dim: usize) -> Vec<f64> {
-    rows.par_chunks(dim)
-        .map(|row| {
-            row.iter()
-                .map(|&x| f64::from(x) * f64::from(x))
-                .sum::<f64>()
-                .sqrt()
-        })
-        .collect()
-}
-
 /// Writes the item node of every row into `items`: count 1, the row scaled to unit length
 /// (cosine is what the index answers, whatever the metric), and for angular its squared norm
-/// in the children slot, as Annoy keeps it. `norms` are the rows' [`row_norms`].
+/// in the children slot, as Annoy keeps it. `norms` are the rows' norms.
 fn item_nodes(rows: &[f32], norms: &[f64], items: &mut [u32], layout: Layout) {
     let dot = dot_kernel();
     items
@@ -919,7 +916,7 @@ mod tests {
     /// Rows coded like the gallery's: `n` unit rows of `dim`, row `r` with entries `f(r, i)`.
     fn codes(n: usize, dim: usize, f: impl Fn(usize, usize) -> f32) -> RowCodes {
         let rows: Vec<f32> = (0..n * dim).map(|k| f(k / dim, k % dim)).collect();
-        RowCodes::new(&rows, dim, &row_norms(&rows, dim))
+        RowCodes::new(&rows, dim).0
     }
 
     #[test]

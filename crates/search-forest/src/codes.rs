@@ -32,32 +32,39 @@ pub(crate) struct RowCodes {
 }
 
 impl RowCodes {
-    /// Codes the unit rows `x / ‖x‖` of `rows` (checked: finite, non-zero, `dim` wide), given
-    /// their norms.
-    pub fn new(rows: &[f32], dim: usize, norms: &[f64]) -> RowCodes {
+    /// Codes the unit rows `x / ‖x‖` of `rows` (`dim` wide), in one pass over them; also
+    /// returns their norms `‖x‖` (summed in f64). A row that is not finite or is zero gets a
+    /// norm that is not finite or is zero: the caller must check them before using the codes.
+    pub fn new(rows: &[f32], dim: usize) -> (RowCodes, Vec<f64>) {
         let stride = dim.div_ceil(LANES) * LANES;
         let n = rows.len() / dim;
         let mut codes = vec![0i8; n * stride];
         let mut scales = vec![0f32; n];
         let mut squares = vec![0u64; n];
+        let mut norms = vec![0f64; n];
         codes
             .par_chunks_mut(stride)
             .zip(scales.par_iter_mut().zip(&mut squares))
-            .zip(rows.par_chunks(dim))
-            .zip(norms)
-            .for_each(|(((codes, (scale, square)), row), &norm)| {
-                *scale = (f64::from(encode(row, codes, 127)) / norm) as f32;
+            .zip(rows.par_chunks(dim).zip(&mut norms))
+            .for_each(|((codes, (scale, square)), (row, norm))| {
+                *norm = row
+                    .iter()
+                    .map(|&x| f64::from(x) * f64::from(x))
+                    .sum::<f64>()
+                    .sqrt();
+                *scale = (f64::from(encode(row, codes, 127)) / *norm) as f32;
                 *square = codes
                     .iter()
                     .map(|&c| (i32::from(c) * i32::from(c)) as u64)
                     .sum();
             });
-        RowCodes {
+        let codes = RowCodes {
             codes,
             scales,
             squares,
             stride,
-        }
+        };
+        (codes, norms)
     }
 
     /// No rows yet, `stride` codes per row (see [`RowCodes::gather_from`]).
@@ -189,7 +196,7 @@ mod tests {
         let rows: Vec<f32> = (0..4 * dim)
             .map(|i| ((i * 7919 % 211) as f32 - 105.0) / 50.0)
             .collect();
-        let codes = RowCodes::new(&rows, dim, &crate::build::row_norms(&rows, dim));
+        let (codes, _) = RowCodes::new(&rows, dim);
         assert_eq!(codes.stride, 96);
         let normal: Vec<f32> = (0..dim)
             .map(|i| ((i * 31 % 17) as f32 - 8.0) / 10.0)

@@ -303,7 +303,6 @@ impl SearchIndex for ForestIndex {
                 crate::codes::MAX_DIM
             )));
         }
-        vectors.check_all()?;
         let layout = Layout::new(params.metric, vectors.dim());
         let spec = BuildSpec {
             n_trees: params.n_trees,
@@ -312,8 +311,8 @@ impl SearchIndex for ForestIndex {
             split: params.split,
             leaf: params.leaf_size.unwrap_or(usize::MAX),
         };
-        let words = build_forest(vectors.as_slice(), layout, &spec, progress)
-            .map_err(Error::InvalidArgument)?;
+        // Checks every row (finite, non-zero) as it codes them.
+        let words = build_forest(vectors, layout, &spec, progress)?;
         let source = PathBuf::from("<built forest>");
         let shape = validate(&words, &layout, &source)?;
         // The builder's own output: checked in full in debug builds (and tests) only.

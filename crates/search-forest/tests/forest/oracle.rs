@@ -157,14 +157,20 @@ fn bad_inputs_are_errors() {
         ..Default::default()
     };
     assert!(ForestIndex::build(gallery.view(), &zero_trees, &()).is_err());
-    let mut bad = gallery.as_slice().to_vec();
-    bad[17] = f32::NAN;
-    assert!(
-        ForestIndex::build(
-            Vectors::new(8, bad).unwrap().view(),
-            &ForestParams::default(),
-            &()
-        )
-        .is_err()
-    );
+    // A bad row is refused by name, wherever it is: NaN, infinite, zero.
+    for (row, damage) in [(2, f32::NAN), (57, f32::INFINITY), (99, 0.0)] {
+        let mut bad = gallery.as_slice().to_vec();
+        if damage == 0.0 {
+            bad[row * 8..(row + 1) * 8].fill(0.0);
+        } else {
+            bad[row * 8 + 3] = damage;
+        }
+        let bad = Vectors::new(8, bad).unwrap();
+        match ForestIndex::build(bad.view(), &ForestParams::default(), &()) {
+            Err(embed_store::Error::BadVector { what, .. }) => {
+                assert_eq!(what, format!("gallery row {row}"))
+            }
+            other => panic!("row {row} = {damage}: {other:?}"),
+        }
+    }
 }
