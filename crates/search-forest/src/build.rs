@@ -341,21 +341,14 @@ fn build_trees(
     // The small subtrees, depth first, in parallel.
     let built: Vec<Tree> = subtrees
         .par_iter_mut()
-        .map_init(
-            || RowCodes::with_stride(data.stride),
-            |rows, task| {
-                // The subtree's rows, copied together: every level below reads them from cache.
-                rows.gather_from(data, &task.members);
-                let mut b = TreeBuilder::new(rows, layout, spec, task.serial, progress);
-                b.set_items(&task.members, n);
-                let mut local: Vec<u32> = (0..task.members.len() as u32).collect();
-                let root = b.make_tree(&mut local, task.is_root);
-                Tree {
-                    nodes: b.nodes,
-                    root,
-                }
-            },
-        )
+        .map(|task| {
+            let mut b = TreeBuilder::new(data, layout, spec, task.serial, progress);
+            let root = b.make_tree(&mut task.members, task.is_root);
+            Tree {
+                nodes: b.nodes,
+                root,
+            }
+        })
         .collect();
 
     let mut node_counts: Vec<usize> = splits.iter().map(Vec::len).collect();
@@ -469,15 +462,12 @@ struct Tree {
 
 struct TreeBuilder<'a> {
     data: &'a RowCodes,
-    /// The item id of each row of `data`, when `data` holds a subtree's rows only.
-    ids: Option<&'a [u32]>,
     layout: Layout,
     /// Items in the gallery.
     n: usize,
     iterations: usize,
     split: Split,
     leaf: usize,
-    spec_leaf: usize,
     rng: Xoshiro256PlusPlus,
     kernels: Kernels,
     progress: &'a dyn Progress,
@@ -499,15 +489,11 @@ impl<'a> TreeBuilder<'a> {
         let n = data.len();
         TreeBuilder {
             data,
-            ids: None,
             layout,
             n,
             iterations: spec.iterations,
             split: spec.split,
-            // With n = K + 1 items, a split below the root would claim K + 1 = n descendants
-            // like a root, and Annoy's root scan would count it as one: keep Annoy's leaves.
             leaf: leaf_size(layout, spec.leaf, n),
-            spec_leaf: spec.leaf,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             kernels: kernels(),
             progress,
@@ -520,20 +506,6 @@ impl<'a> TreeBuilder<'a> {
 
     fn row(&self, i: u32) -> &'a [i8] {
         self.data.row(i)
-    }
-
-    /// Declares `data` to hold the rows of the items `ids` (in increasing order) of a gallery
-    /// of `n` items.
-    fn set_items(&mut self, ids: &'a [u32], n: usize) {
-        debug_assert!(ids.is_sorted());
-        self.ids = Some(ids);
-        self.n = n;
-        self.leaf = leaf_size(self.layout, self.spec_leaf, n);
-    }
-
-    /// The item id of row `i` of `data`.
-    fn item(&self, i: u32) -> u32 {
-        self.ids.map_or(i, |ids| ids[i as usize])
     }
 
     /// Appends a node and returns its local ref.
@@ -550,7 +522,7 @@ impl<'a> TreeBuilder<'a> {
         let l = self.layout;
         if idx.len() == 1 && !is_root {
             self.progress.advance(1);
-            return self.item(idx[0]);
+            return idx[0];
         }
         // Roots must claim every item (that is how readers find them), so a root is a bucket
         // exactly when Annoy's would be: when all items fit in one.
@@ -562,18 +534,9 @@ impl<'a> TreeBuilder<'a> {
         if bucket {
             self.progress.advance(idx.len() as u64);
             let nd = if is_root { self.n } else { idx.len() } as u32;
-            let ids = self.ids;
             return self.push_node(|node| {
                 node[0] = nd;
-                let items = &mut node[l.children..l.children + idx.len()];
-                match ids {
-                    Some(ids) => {
-                        for (item, &i) in items.iter_mut().zip(idx.iter()) {
-                            *item = ids[i as usize];
-                        }
-                    }
-                    None => items.copy_from_slice(idx),
-                }
+                node[l.children..l.children + idx.len()].copy_from_slice(idx);
             });
         }
 
@@ -664,7 +627,11 @@ impl<'a> TreeBuilder<'a> {
         let side_dot4 = self.kernels.side_dot4;
         let mut ones = 0;
         // One plane against four rows at a time; a short last group repeats its first row.
-        for g in idx.chunks(4) {
+        // The rows of two groups ahead are fetched meanwhile (a node's rows are scattered).
+        for (k, g) in idx.chunks(4).enumerate() {
+            for &i in idx.iter().skip(4 * k + 8).take(4) {
+                prefetch(self.row(i));
+            }
             let rows = [0, 1, 2, 3].map(|j| *g.get(j).unwrap_or(&g[0]));
             let margins = self.data.margins4(side_dot4, rows, [&plane; 4]);
             for m in &margins[..g.len()] {
@@ -701,14 +668,12 @@ impl<'a> TreeBuilder<'a> {
         let mut q = Centroid::new(self.data, idx[j], limit);
         let samples = self.samples(count);
         // Draw the samples AHEAD iterations early and prefetch their rows (random rows of a
-        // large node come from memory; a subtree's own copy of its rows is in cache already).
-        // Same draws, same order.
+        // node are scattered in memory). Same draws, same order.
         const AHEAD: usize = 4;
-        let far = self.ids.is_none();
         let mut ring = [0u32; AHEAD];
         for (s, slot) in ring.iter_mut().enumerate().take(samples) {
             *slot = idx[self.rng.random_range(0..count)];
-            if s > 0 && far {
+            if s > 0 {
                 prefetch(self.row(*slot));
             }
         }
@@ -717,9 +682,7 @@ impl<'a> TreeBuilder<'a> {
             if s + AHEAD < samples {
                 let next = idx[self.rng.random_range(0..count)];
                 ring[s % AHEAD] = next;
-                if far {
-                    prefetch(self.row(next));
-                }
+                prefetch(self.row(next));
             }
             let (codes, scale) = (self.row(x), self.data.scale(x));
             let (px, qx) = dot2(&p.sum, &q.sum, codes);

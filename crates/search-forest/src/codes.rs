@@ -67,29 +67,6 @@ impl RowCodes {
         (codes, norms)
     }
 
-    /// No rows yet, `stride` codes per row (see [`RowCodes::gather_from`]).
-    pub fn with_stride(stride: usize) -> RowCodes {
-        RowCodes {
-            codes: Vec::new(),
-            scales: Vec::new(),
-            squares: Vec::new(),
-            stride,
-        }
-    }
-
-    /// Replaces these rows with the rows `ids` of `from`, in that order (reusing the memory).
-    pub fn gather_from(&mut self, from: &RowCodes, ids: &[u32]) {
-        debug_assert_eq!(self.stride, from.stride);
-        self.codes.clear();
-        self.scales.clear();
-        self.squares.clear();
-        for &i in ids {
-            self.codes.extend_from_slice(from.row(i));
-            self.scales.push(from.scale(i));
-            self.squares.push(from.squares[i as usize]);
-        }
-    }
-
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.scales.len()
