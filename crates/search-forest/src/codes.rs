@@ -47,11 +47,7 @@ impl RowCodes {
             .zip(scales.par_iter_mut().zip(&mut squares))
             .zip(rows.par_chunks(dim).zip(&mut norms))
             .for_each(|((codes, (scale, square)), (row, norm))| {
-                *norm = row
-                    .iter()
-                    .map(|&x| f64::from(x) * f64::from(x))
-                    .sum::<f64>()
-                    .sqrt();
+                *norm = sum_of_squares(row).sqrt();
                 *scale = (f64::from(encode(row, codes, 127)) / *norm) as f32;
                 *square = codes
                     .iter()
@@ -129,10 +125,29 @@ pub(crate) fn plane_code_max(stride: usize) -> i16 {
 /// The largest dimension the build takes: its plane codes keep the integer dot products exact.
 pub(crate) const MAX_DIM: usize = (i32::MAX as usize / 127) / LANES * LANES;
 
+/// `Σ x²` in f64, in eight running sums (the compiler vectorises them). Not finite exactly
+/// when a component is not; zero exactly when all are.
+fn sum_of_squares(v: &[f32]) -> f64 {
+    let mut sums = [0f64; 8];
+    for chunk in v.chunks(8) {
+        for (s, &x) in sums.iter_mut().zip(chunk) {
+            *s += f64::from(x) * f64::from(x);
+        }
+    }
+    sums.iter().sum()
+}
+
 /// Writes `round(v / s)` into `codes` (the rest stays zero) for `s = max|v| / max`; returns `s`.
 fn encode<C: Copy + Into<f32> + TryFrom<i32>>(v: &[f32], codes: &mut [C], max: C) -> f32 {
     let max: f32 = max.into();
-    let top = v.iter().fold(0f32, |m, &x| m.max(x.abs()));
+    // Sixteen running maxima (the compiler vectorises them), then the largest.
+    let mut tops = [0f32; 16];
+    for chunk in v.chunks(16) {
+        for (t, &x) in tops.iter_mut().zip(chunk) {
+            *t = t.max(x.abs());
+        }
+    }
+    let top = tops.iter().fold(0f32, |m, &t| m.max(t));
     let scale = if top > 0.0 { top / max } else { 1.0 };
     let inv = 1.0 / scale;
     for (c, &x) in codes.iter_mut().zip(v) {
