@@ -6,7 +6,8 @@
 //! as `x̂ = s · c`, `s = max|xᵢ| / 127`, `cᵢ = round(xᵢ / s)` (an `i8`), padded with zeros to a
 //! multiple of [`LANES`]. A plane's normal is coded in `i16` (`|pᵢ| ≤` [`plane_code_max`]), so
 //! the side of a row is the sign of the exact integer `Σ pᵢcᵢ` (plus the plane's offset for
-//! euclidean).
+//! euclidean). Two-means keeps each centroid as the `i16` sum of its rows' codes (see
+//! `build::Centroid`), so its dot products with a row are exact integers too.
 //!
 //! The files keep the f32 rows and the f32 plane normals; only the choice of sides is made on
 //! the codes. A row whose margin is within the rows' coding error may land on the other side
