@@ -826,7 +826,8 @@ impl Centroid {
     }
 
     /// Halves `sum` until one more row (adding at most `127 >> shift` to an entry) keeps every
-    /// entry within `limit`. At shift 7 rows add nothing and the sum is all zeros.
+    /// entry within `limit`; it stops at shift 7, where a row's codes divided by 128 add
+    /// nothing. Every entry stays within `limit` throughout.
     fn make_room(&mut self) {
         while self.bound + (127 >> self.shift) > self.limit && self.shift < 7 {
             self.sum.iter_mut().for_each(|v| *v /= 2);
