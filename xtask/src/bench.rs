@@ -125,6 +125,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
                 let params = ForestParams {
                     n_trees: args.trees,
                     seed: args.seed,
+                    leaf_size: args.leaf.0,
                     ..Default::default()
                 };
                 let run = EngineRun {
@@ -313,6 +314,7 @@ fn params_json(args: &BenchArgs) -> Value {
         "hnsw": {"m": args.m, "ef_construction": args.ef_construction, "ef": args.ef, "seed": args.seed,
                  "index_file": args.hnsw_index.as_ref().map(|p| p.display().to_string())},
         "forest": {"trees": args.trees, "search_k": args.search_k, "seed": args.seed,
+                   "leaf": args.leaf.0.map_or(json!("annoy"), |n| json!(n)),
                    "index_file": args.forest_index.as_ref().map(|p| p.display().to_string())},
         "sweep": args.sweep.then(|| json!({
             "ef": args.sweep_ef,

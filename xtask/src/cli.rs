@@ -121,6 +121,35 @@ pub enum EngineName {
     Forest,
 }
 
+/// A forest's leaf size on the command line: a number of items, or `annoy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeafSize(pub Option<usize>);
+
+impl std::fmt::Display for LeafSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("annoy"),
+        }
+    }
+}
+
+impl std::str::FromStr for LeafSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "annoy" {
+            return Ok(LeafSize(None));
+        }
+        match s.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(LeafSize(Some(n))),
+            _ => Err(format!(
+                "expected a number of items (at least 1) or `annoy`, got {s:?}"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Number of N(0,1) random distractor vectors (the notebook's 100,000).
@@ -165,6 +194,10 @@ pub struct BenchArgs {
     /// n/20, see search-forest's README).
     #[arg(long)]
     pub search_k: Option<usize>,
+    /// Forest: most items per leaf, or `annoy` for Annoy's own leaves (dim + 2). Larger leaves
+    /// build faster and give less recall per millisecond (see search-forest's README).
+    #[arg(long, default_value_t = LeafSize(Some(search_forest::DEFAULT_LEAF_SIZE)))]
+    pub leaf: LeafSize,
 
     /// Sweep each approximate engine's knob (HNSW ef, forest search_k): recall@k and queries/s
     /// at each value, on one thread and on all threads, over all held-out queries.

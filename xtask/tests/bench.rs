@@ -94,6 +94,19 @@ fn bench_writes_the_notebook_comparison_as_json_and_reuses_builds() {
     }
     let rebuilt = run_bench(dir.path(), &["--rebuild", "--engines", "linear"]);
     assert_eq!(rebuilt["engines"][0]["build_reused"], false);
+
+    // Annoy's own leaves make another forest: built anew, recorded, with fewer (larger) leaves.
+    let annoy_leaves = run_bench(dir.path(), &["--engines", "forest", "--leaf", "annoy"]);
+    let forest = &annoy_leaves["engines"][0];
+    assert_eq!(forest["build_reused"], false);
+    assert_eq!(annoy_leaves["params"]["forest"]["leaf"], "annoy");
+    assert_eq!(report["params"]["forest"]["leaf"], 64);
+    assert!(
+        forest["index_bytes"].as_u64().unwrap() < engines[2]["index_bytes"].as_u64().unwrap(),
+        "{} vs {}",
+        forest["index_bytes"],
+        engines[2]["index_bytes"]
+    );
 }
 
 fn finite(v: &Value, what: &str) -> f64 {
