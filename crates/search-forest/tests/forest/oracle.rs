@@ -101,6 +101,31 @@ fn default_search_k_finds_exact_duplicates_of_the_query() {
 }
 
 #[test]
+fn many_copies_of_one_row_build_and_are_all_found() {
+    // 800 copies of one row among 1200 others, 512-d: two-means' code sums of the copies
+    // outgrow their bound and are halved; no plane separates the copies, which are split at
+    // random, as Annoy does.
+    let dim = 512;
+    let others = crate::common::gallery(1200, dim, 7);
+    let copy: Vec<f32> = (0..dim)
+        .map(|i| ((i * 7919 % 211) as f32 - 105.0) / 50.0)
+        .collect();
+    let mut rows = others.as_slice().to_vec();
+    for _ in 0..800 {
+        rows.extend_from_slice(&copy);
+    }
+    let gallery = Vectors::new(dim, rows).unwrap();
+    let mut forest = ForestIndex::build(gallery.view(), &ForestParams::default(), &()).unwrap();
+    forest.verify().unwrap();
+    forest.set_knob(gallery.len() * 20).unwrap();
+    let hits = forest.search(&copy, 800).unwrap();
+    let mut ids: Vec<u32> = hits.iter().map(|h| h.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1200..2000).collect::<Vec<u32>>());
+    assert!(hits.iter().all(|h| (h.score - 1.0).abs() < 1e-5));
+}
+
+#[test]
 fn more_candidates_never_lower_recall_much() {
     // On clustered data, a larger search_k finds at least as many true neighbours on average.
     let n = 4000;
