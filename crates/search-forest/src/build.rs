@@ -663,9 +663,8 @@ impl<'a> TreeBuilder<'a> {
         let i = self.rng.random_range(0..count);
         let mut j = self.rng.random_range(0..count - 1);
         j += (j >= i) as usize;
-        let limit = i32::from(plane_code_max(self.data.stride));
-        let mut p = Centroid::new(self.data, idx[i], limit);
-        let mut q = Centroid::new(self.data, idx[j], limit);
+        let mut p = Centroid::new(self.data, idx[i]);
+        let mut q = Centroid::new(self.data, idx[j]);
         let samples = self.samples(count);
         // Draw the samples AHEAD iterations early and prefetch their rows (random rows of a
         // node are scattered in memory). Same draws, same order.
@@ -745,14 +744,15 @@ struct Centroid {
 }
 
 impl Centroid {
-    fn new(data: &RowCodes, i: u32, limit: i32) -> Centroid {
+    /// The centroid of row `i` alone.
+    fn new(data: &RowCodes, i: u32) -> Centroid {
         let sum: Vec<i16> = data.row(i).iter().map(|&c| i16::from(c)).collect();
         let mut c = Centroid {
             sum,
             sq: 0.0,
             inv_norm: 0.0,
             bound: 0,
-            limit,
+            limit: i32::from(plane_code_max(data.stride)),
             count: 1.0,
             weight: f64::from(data.scale(i)),
             shift: 0,
@@ -889,7 +889,7 @@ mod tests {
         let dim = 512;
         let data = codes(1, dim, |_, i| ((i * 7919 % 211) as f32 - 105.0) / 50.0);
         let limit = i32::from(plane_code_max(data.stride));
-        let mut c = Centroid::new(&data, 0, limit);
+        let mut c = Centroid::new(&data, 0);
         let add = kernels().add;
         for _ in 0..2000 {
             let dot = (kernels().dot2)(&c.sum, &c.sum, data.row(0)).0;
@@ -918,8 +918,7 @@ mod tests {
         let data = codes(50, dim, |r, i| {
             (((r * 131 + i * 17) % 97) as f32 - 48.0) / 7.0
         });
-        let limit = i32::from(plane_code_max(data.stride));
-        let mut c = Centroid::new(&data, 0, limit);
+        let mut c = Centroid::new(&data, 0);
         let dot2 = kernels().dot2;
         for r in 1..50 {
             let dot = dot2(&c.sum, &c.sum, data.row(r)).0;

@@ -1,5 +1,5 @@
 //! Build-side kernels over the int8 codes of the rows (see [`crate::codes`]), vectorised for
-//! the CPU found at run time (AVX-512 with or without VNNI, else AVX2+FMA, else portable code):
+//! the CPU found at run time (AVX-512 with or without VNNI, else AVX2, else portable code):
 //! two-means' dot products of both centroids' code sums (`i16`) with a row's codes (`i8`) in one
 //! pass and the sum update `s += c`, and four dot products of plane codes (`i16`) with row codes:
 //! all exact integer arithmetic, `vpdpwssd`, or `vpmaddwd`.
@@ -54,9 +54,9 @@ fn available() -> Vec<Kernels> {
     }];
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if std::is_x86_feature_detected!("avx2") {
             all.push(Kernels {
-                // SAFETY: AVX2 and FMA were detected on this CPU.
+                // SAFETY: AVX2 was detected on this CPU.
                 dot2: |p, q, c| unsafe { x86::dot2_avx2(p, q, c) },
                 add: |s, c| unsafe { x86::add_avx2(s, c) },
                 side_dot4: |p, r| unsafe { x86::side_dot4_avx2(p, r) },
@@ -200,10 +200,9 @@ mod x86 {
                 b0 = _mm512_dpwssd_epi32(b0, r, q);
             }
         }
-        let acc = [a0, a1, b0, b1];
         (
-            _mm512_reduce_add_epi32(_mm512_add_epi32(acc[0], acc[1])),
-            _mm512_reduce_add_epi32(_mm512_add_epi32(acc[2], acc[3])),
+            _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1)),
+            _mm512_reduce_add_epi32(_mm512_add_epi32(b0, b1)),
         )
     }
 
