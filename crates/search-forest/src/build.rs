@@ -630,7 +630,7 @@ impl<'a> TreeBuilder<'a> {
         // The rows of two groups ahead are fetched meanwhile (a node's rows are scattered).
         for (k, g) in idx.chunks(4).enumerate() {
             for &i in idx.iter().skip(4 * k + 8).take(4) {
-                prefetch(self.row(i));
+                self.data.prefetch(i);
             }
             let rows = [0, 1, 2, 3].map(|j| *g.get(j).unwrap_or(&g[0]));
             let margins = self.data.margins4(side_dot4, rows, [&plane; 4]);
@@ -673,7 +673,7 @@ impl<'a> TreeBuilder<'a> {
         for (s, slot) in ring.iter_mut().enumerate().take(samples) {
             *slot = idx[self.rng.random_range(0..count)];
             if s > 0 {
-                prefetch(self.row(*slot));
+                self.data.prefetch(*slot);
             }
         }
         for s in 0..samples {
@@ -681,7 +681,7 @@ impl<'a> TreeBuilder<'a> {
             if s + AHEAD < samples {
                 let next = idx[self.rng.random_range(0..count)];
                 ring[s % AHEAD] = next;
-                prefetch(self.row(next));
+                self.data.prefetch(next);
             }
             let (codes, scale) = (self.row(x), self.data.scale(x));
             let (px, qx) = dot2(&p.sum, &q.sum, codes);
@@ -852,12 +852,6 @@ fn leaf_size(layout: Layout, leaf: usize, n: usize) -> usize {
     } else {
         layout.max_bucket
     }
-}
-
-/// Hints the CPU to fetch a row's codes into cache (never faults).
-#[inline]
-fn prefetch(row: &[i8]) {
-    embed_store::kernels::prefetch(row.as_ptr().cast(), row.len());
 }
 
 fn split_imbalance(left: usize, right: usize) -> f64 {

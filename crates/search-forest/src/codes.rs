@@ -25,11 +25,18 @@ use crate::kernels::{LANES, SideDot4Fn};
 /// The int8 codes of every row, with their scales.
 pub(crate) struct RowCodes {
     codes: Vec<i8>,
-    scales: Vec<f32>,
-    /// `‖codes‖²` of each row.
-    squares: Vec<u64>,
+    /// Each row's scale and `‖codes‖²`, side by side: two-means reads both for rows drawn at
+    /// random, and one cache line brings them (measured: kept in two arrays, their cache misses
+    /// were a third of the two-means loop's own time).
+    meta: Vec<RowMeta>,
     /// Codes per row: the dimension rounded up to [`LANES`].
     pub stride: usize,
+}
+
+#[derive(Clone, Copy, Default)]
+struct RowMeta {
+    square: u64,
+    scale: f32,
 }
 
 impl RowCodes {
@@ -40,25 +47,23 @@ impl RowCodes {
         let stride = dim.div_ceil(LANES) * LANES;
         let n = rows.len() / dim;
         let mut codes = vec![0i8; n * stride];
-        let mut scales = vec![0f32; n];
-        let mut squares = vec![0u64; n];
+        let mut meta = vec![RowMeta::default(); n];
         let mut norms = vec![0f64; n];
         codes
             .par_chunks_mut(stride)
-            .zip(scales.par_iter_mut().zip(&mut squares))
+            .zip(&mut meta)
             .zip(rows.par_chunks(dim).zip(&mut norms))
-            .for_each(|((codes, (scale, square)), (row, norm))| {
+            .for_each(|((codes, meta), (row, norm))| {
                 *norm = sum_of_squares(row).sqrt();
-                *scale = (f64::from(encode(row, codes, 127)) / *norm) as f32;
-                *square = codes
+                meta.scale = (f64::from(encode(row, codes, 127)) / *norm) as f32;
+                meta.square = codes
                     .iter()
                     .map(|&c| (i32::from(c) * i32::from(c)) as u64)
                     .sum();
             });
         let codes = RowCodes {
             codes,
-            scales,
-            squares,
+            meta,
             stride,
         };
         (codes, norms)
@@ -66,7 +71,7 @@ impl RowCodes {
 
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.scales.len()
+        self.meta.len()
     }
 
     /// Row `i`'s codes.
@@ -77,12 +82,21 @@ impl RowCodes {
 
     /// Row `i`'s scale: `x̂ = scale · codes`.
     pub fn scale(&self, i: u32) -> f32 {
-        self.scales[i as usize]
+        self.meta[i as usize].scale
     }
 
     /// Row `i`'s `‖codes‖²`.
     pub fn square(&self, i: u32) -> u64 {
-        self.squares[i as usize]
+        self.meta[i as usize].square
+    }
+
+    /// Hints the CPU to fetch row `i`'s codes, scale and square into cache (never faults).
+    #[inline]
+    pub fn prefetch(&self, i: u32) {
+        let row = self.row(i);
+        embed_store::kernels::prefetch(row.as_ptr().cast(), row.len());
+        let meta = &self.meta[i as usize];
+        embed_store::kernels::prefetch((meta as *const RowMeta).cast(), 1);
     }
 
     /// The margins `x̂ᵢ · n̂ₖ` (before any offset) of four (row, plane) pairs.
@@ -96,7 +110,7 @@ impl RowCodes {
             planes.map(|p| p.codes.as_slice()),
             rows.map(|i| self.row(i)),
         );
-        [0, 1, 2, 3].map(|j| self.scales[rows[j] as usize] * planes[j].scale * dots[j] as f32)
+        [0, 1, 2, 3].map(|j| self.meta[rows[j] as usize].scale * planes[j].scale * dots[j] as f32)
     }
 }
 
