@@ -12,7 +12,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 
-use crate::codes::{PlaneCode, RowCodes, plane_code_max};
+use crate::codes::{PlaneCode, RowCodes, decode_plane, plane_code_max};
 use crate::kernels::{AddFn, Kernels, kernels};
 use crate::layout::{Layout, Metric};
 
@@ -152,11 +152,11 @@ struct Task {
     slot: Slot,
 }
 
-/// A split made by the level pass: plane normal and offset, then the two sides' items.
-type Parted = (Vec<f32>, f32, Vec<u32>, Vec<u32>);
+/// A split made by the level pass: plane and offset, then the two sides' items.
+type Parted = (PlaneCode, f32, Vec<u32>, Vec<u32>);
 
 struct SyncSplit {
-    normal: Vec<f32>,
+    plane: PlaneCode,
     offset: f32,
     nd: u32,
     children: [Child; 2],
@@ -210,16 +210,13 @@ fn build_trees(
             break;
         }
         // Planes, one per task.
-        let planes: Vec<(Vec<f32>, f32)> = big
+        let planes: Vec<(PlaneCode, f32)> = big
             .par_iter()
             .map(|task| {
                 let mut b = TreeBuilder::new(data, layout, spec, task.serial, progress);
-                b.two_means_plane(&task.members)
+                let offset = b.two_means_plane(&task.members);
+                (b.plane, offset)
             })
-            .collect();
-        let plane_codes: Vec<PlaneCode> = planes
-            .par_iter()
-            .map(|(normal, _)| PlaneCode::new(normal, data.stride))
             .collect();
         // Which task (plane) holds each row, per tree (tree-major: n per tree), filled per tree
         // in parallel.
@@ -270,7 +267,7 @@ fn build_trees(
                     for g in active.chunks(4) {
                         // A short last group repeats its first plane.
                         let k4 = [0, 1, 2, 3].map(|j| g.get(j).unwrap_or(&g[0]).1);
-                        let margins = data.margins4(side_dot4, [i; 4], k4.map(|k| &plane_codes[k]));
+                        let margins = data.margins4(side_dot4, [i; 4], k4.map(|k| &planes[k].0));
                         for (&(t, k), m) in g.iter().zip(margins) {
                             sides[t] = side(planes[k].1 + m);
                         }
@@ -281,7 +278,7 @@ fn build_trees(
         let parts: Vec<Parted> = big
             .par_iter()
             .zip(planes)
-            .map(|(task, (normal, offset))| {
+            .map(|(task, (plane, offset))| {
                 let mut b = TreeBuilder::new(data, layout, spec, mix(task.serial, 7), progress);
                 b.sides.clear();
                 for &m in &task.members {
@@ -294,19 +291,20 @@ fn build_trees(
                     b.sides.push(s);
                 }
                 let ones = b.sides.iter().filter(|&&s| s).count();
-                let (normal, offset) = if split_imbalance(task.members.len() - ones, ones) < 0.95 {
-                    (normal, offset)
+                let (plane, offset) = if split_imbalance(task.members.len() - ones, ones) < 0.95 {
+                    (plane, offset)
                 } else {
-                    b.choose_split(&task.members)
+                    let offset = b.choose_split(&task.members);
+                    (b.plane, offset)
                 };
                 let (mut left, mut right) = (Vec::new(), Vec::new());
                 for (&m, &s) in task.members.iter().zip(&b.sides) {
                     if s { right.push(m) } else { left.push(m) }
                 }
-                (normal, offset, left, right)
+                (plane, offset, left, right)
             })
             .collect();
-        for (task, (normal, offset, left, right)) in big.into_iter().zip(parts) {
+        for (task, (plane, offset, left, right)) in big.into_iter().zip(parts) {
             let nd = if task.is_root {
                 n
             } else {
@@ -314,7 +312,7 @@ fn build_trees(
             };
             let a = splits[task.tree].len();
             splits[task.tree].push(SyncSplit {
-                normal,
+                plane,
                 offset,
                 nd: nd as u32,
                 children: [Child::Pending; 2],
@@ -342,24 +340,21 @@ fn build_trees(
     let built: Vec<Tree> = subtrees
         .par_iter_mut()
         .map(|task| {
-            let mut b = TreeBuilder::new(data, layout, spec, task.serial, progress);
-            let root = b.make_tree(&mut task.members, task.is_root);
-            Tree {
-                nodes: b.nodes,
-                root,
-            }
+            TreeBuilder::new(data, layout, spec, task.serial, progress)
+                .build(&mut task.members, task.is_root)
         })
         .collect();
 
     let mut node_counts: Vec<usize> = splits.iter().map(Vec::len).collect();
     for (task, tree) in subtrees.iter().zip(&built) {
-        node_counts[task.tree] += tree.nodes.len() / layout.words;
+        node_counts[task.tree] += tree.nodes.len();
     }
     Forest {
         splits,
         roots,
         subtrees: built,
         node_counts,
+        stride: data.stride,
     }
 }
 
@@ -371,6 +366,8 @@ struct Forest {
     subtrees: Vec<Tree>,
     /// Nodes per tree.
     node_counts: Vec<usize>,
+    /// Codes per plane.
+    stride: usize,
 }
 
 impl Forest {
@@ -401,12 +398,25 @@ impl Forest {
                         (r as usize - n + base) as u32
                     }
                 };
-                for node in tree.nodes.chunks_exact(w) {
+                let stride = self.stride;
+                for node in &tree.nodes {
                     let dst = &mut out[*used * w..(*used + 1) * w];
-                    dst.copy_from_slice(node);
-                    if node[0] as usize > layout.max_bucket {
-                        for c in &mut dst[layout.children..layout.children + 2] {
-                            *c = remap(*c);
+                    match *node {
+                        Node::Bucket { nd, start, len } => {
+                            let ids = &tree.ids[start as usize..(start + len) as usize];
+                            dst[0] = nd;
+                            dst[layout.children..layout.children + ids.len()].copy_from_slice(ids);
+                        }
+                        Node::Split {
+                            nd,
+                            children,
+                            plane,
+                            scale,
+                            offset,
+                        } => {
+                            let codes = &tree.planes[plane as usize * stride..][..stride];
+                            let children = children.map(remap);
+                            write_split(dst, layout, nd, children, codes, scale, offset);
                         }
                     }
                     *used += 1;
@@ -418,18 +428,32 @@ impl Forest {
                 let c0 = self.emit(t, split.children[0], layout, n, first, out, used);
                 let c1 = self.emit(t, split.children[1], layout, n, first, out, used);
                 let node = &mut out[*used * w..(*used + 1) * w];
-                node[0] = split.nd;
-                node[layout.children] = c0;
-                node[layout.children + 1] = c1;
-                if layout.metric == Metric::Euclidean {
-                    node[1] = split.offset.to_bits();
-                }
-                node[layout.v..].copy_from_slice(bytemuck::cast_slice(&split.normal));
+                let plane = &split.plane;
+                write_split(node, layout, split.nd, [c0, c1], &plane.codes, plane.scale, split.offset);
                 *used += 1;
                 (first + *used - 1) as u32
             }
         }
     }
+}
+
+/// Writes a split node into `node` (zeroed): its descendant count, children, plane normal
+/// `scale · codes` and (euclidean) offset.
+fn write_split(
+    node: &mut [u32],
+    layout: Layout,
+    nd: u32,
+    children: [u32; 2],
+    codes: &[i16],
+    scale: f32,
+    offset: f32,
+) {
+    node[0] = nd;
+    node[layout.children..layout.children + 2].copy_from_slice(&children);
+    if layout.metric == Metric::Euclidean {
+        node[1] = offset.to_bits();
+    }
+    decode_plane(codes, scale, bytemuck::cast_slice_mut(&mut node[layout.v..]));
 }
 
 /// Writes the item node of every row into `items`: count 1, the row scaled to unit length
@@ -453,11 +477,33 @@ fn item_nodes(rows: &[f32], norms: &[f64], items: &mut [u32], layout: Layout) {
         });
 }
 
+/// A subtree built depth first, before it is laid out.
+#[derive(Default)]
 struct Tree {
-    /// Local nodes, children before parents. Child refs below `n` are items; `n + j` is local
-    /// node `j`.
-    nodes: Vec<u32>,
+    /// Its nodes, children before parents. Child refs below `n` are items; `n + j` is node `j`.
+    nodes: Vec<Node>,
+    /// The split nodes' plane codes, `stride` each, in the order the planes were chosen.
+    planes: Vec<i16>,
+    /// The bucket nodes' ids.
+    ids: Vec<u32>,
     root: u32,
+}
+
+/// A node of a [`Tree`], without the dead weight of a file node (a bucket of 64 ids fills an
+/// eighth of one).
+#[derive(Clone, Copy)]
+enum Node {
+    /// A split: its descendant count, children, and plane: codes `plane` of [`Tree::planes`]
+    /// (normal `scale · codes`) and offset.
+    Split {
+        nd: u32,
+        children: [u32; 2],
+        plane: u32,
+        scale: f32,
+        offset: f32,
+    },
+    /// A bucket: its descendant count and ids `start..start + len` of [`Tree::ids`].
+    Bucket { nd: u32, start: u32, len: u32 },
 }
 
 struct TreeBuilder<'a> {
@@ -471,7 +517,13 @@ struct TreeBuilder<'a> {
     rng: Xoshiro256PlusPlus,
     kernels: Kernels,
     progress: &'a dyn Progress,
-    nodes: Vec<u32>,
+    tree: Tree,
+    /// The plane chosen last (by [`Self::two_means_plane`] or [`Self::choose_split`]).
+    plane: PlaneCode,
+    /// Scratch: the best plane of several runs, the unit normal, the centroids' sums.
+    best_plane: PlaneCode,
+    normal: Vec<f32>,
+    sums: [Vec<i16>; 2],
     /// Scratch: one side per index of the node being split.
     sides: Vec<bool>,
     best_sides: Vec<bool>,
@@ -497,24 +549,32 @@ impl<'a> TreeBuilder<'a> {
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             kernels: kernels(),
             progress,
-            nodes: Vec::new(),
+            tree: Tree::default(),
+            plane: PlaneCode::zero(data.stride),
+            best_plane: PlaneCode::zero(data.stride),
+            normal: Vec::with_capacity(layout.dim),
+            sums: [Vec::new(), Vec::new()],
             sides: Vec::new(),
             best_sides: Vec::new(),
             right: Vec::new(),
         }
     }
 
-    fn row(&self, i: u32) -> &'a [i8] {
-        self.data.row(i)
+    /// Builds the subtree holding `idx` (Annoy's `_make_tree`).
+    fn build(mut self, idx: &mut [u32], is_root: bool) -> Tree {
+        // About two nodes per leaf's worth of items, half of them splits.
+        let splits = 2 * idx.len() / self.leaf.max(1) + 1;
+        self.tree.nodes.reserve(2 * splits);
+        self.tree.planes.reserve(splits * self.data.stride);
+        self.tree.ids.reserve(idx.len());
+        self.tree.root = self.make_tree(idx, is_root);
+        self.tree
     }
 
     /// Appends a node and returns its local ref.
-    fn push_node(&mut self, fill: impl FnOnce(&mut [u32])) -> u32 {
-        let j = self.nodes.len() / self.layout.words;
-        let start = self.nodes.len();
-        self.nodes.resize(start + self.layout.words, 0);
-        fill(&mut self.nodes[start..]);
-        (self.n + j) as u32
+    fn push_node(&mut self, node: Node) -> u32 {
+        self.tree.nodes.push(node);
+        (self.n + self.tree.nodes.len() - 1) as u32
     }
 
     /// Annoy's `_make_tree`: returns the ref of the subtree holding `idx`.
@@ -534,13 +594,19 @@ impl<'a> TreeBuilder<'a> {
         if bucket {
             self.progress.advance(idx.len() as u64);
             let nd = if is_root { self.n } else { idx.len() } as u32;
-            return self.push_node(|node| {
-                node[0] = nd;
-                node[l.children..l.children + idx.len()].copy_from_slice(idx);
+            let start = self.tree.ids.len() as u32;
+            self.tree.ids.extend_from_slice(idx);
+            return self.push_node(Node::Bucket {
+                nd,
+                start,
+                len: idx.len() as u32,
             });
         }
 
-        let (normal, offset) = self.choose_split(idx);
+        let offset = self.choose_split(idx);
+        let plane = (self.tree.planes.len() / self.data.stride) as u32;
+        self.tree.planes.extend_from_slice(&self.plane.codes);
+        let scale = self.plane.scale;
         // Stable partition: side 0 first, side 1 after (sides computed by choose_split), each
         // in increasing id order, so that the next level reads rows in address order.
         self.right.clear();
@@ -563,52 +629,53 @@ impl<'a> TreeBuilder<'a> {
         } as u32;
         let (side0, side1) = idx.split_at_mut(left);
         // Smaller side first, as Annoy does.
-        let (c0, c1) = if side0.len() <= side1.len() {
+        let children = if side0.len() <= side1.len() {
             let c0 = self.make_tree(side0, false);
-            (c0, self.make_tree(side1, false))
+            [c0, self.make_tree(side1, false)]
         } else {
             let c1 = self.make_tree(side1, false);
-            (self.make_tree(side0, false), c1)
+            [self.make_tree(side0, false), c1]
         };
-        self.push_node(|node| {
-            node[0] = nd;
-            node[l.children] = c0;
-            node[l.children + 1] = c1;
-            if l.metric == Metric::Euclidean {
-                node[1] = offset.to_bits();
-            }
-            node[l.v..].copy_from_slice(bytemuck::cast_slice(&normal));
+        self.push_node(Node::Split {
+            nd,
+            children,
+            plane,
+            scale,
+            offset,
         })
     }
 
-    /// Finds a split plane for `idx`, leaving each index's side in `self.sides`.
-    fn choose_split(&mut self, idx: &[u32]) -> (Vec<f32>, f32) {
+    /// Finds a split plane for `idx`, leaving it in `self.plane` and each index's side in
+    /// `self.sides`; returns the plane's offset.
+    fn choose_split(&mut self, idx: &[u32]) -> f32 {
         let runs = match self.split {
             Split::TwoMeans => 1,
             Split::BestOf(r) => r.max(1) as usize,
         };
-        let mut best: Option<(f64, Vec<f32>, f32)> = None;
+        let mut best: Option<(f64, f32)> = None;
         for _ in 0..runs {
             let mut plane = None;
             for _attempt in 0..3 {
-                let (normal, offset) = self.two_means_plane(idx);
-                let imbalance = self.assign_sides(idx, &normal, offset);
-                plane = Some((imbalance, normal, offset));
+                let offset = self.two_means_plane(idx);
+                let imbalance = self.assign_sides(idx, offset);
+                plane = Some((imbalance, offset));
                 if imbalance < 0.95 {
                     break;
                 }
             }
             let plane = plane.expect("at least one attempt");
-            if best.as_ref().is_none_or(|b| plane.0 < b.0) {
+            if best.is_none_or(|b| plane.0 < b.0) {
                 std::mem::swap(&mut self.sides, &mut self.best_sides);
+                std::mem::swap(&mut self.plane, &mut self.best_plane);
                 best = Some(plane);
             }
         }
-        let (mut imbalance, mut normal, mut offset) = best.expect("at least one run");
+        let (mut imbalance, mut offset) = best.expect("at least one run");
         std::mem::swap(&mut self.sides, &mut self.best_sides);
+        std::mem::swap(&mut self.plane, &mut self.best_plane);
         // No usable plane (e.g. duplicate points): split at random, as Annoy does.
         while imbalance > 0.99 {
-            normal.iter_mut().for_each(|x| *x = 0.0);
+            self.plane.clear();
             offset = 0.0;
             self.sides.clear();
             let rng = &mut self.rng;
@@ -617,13 +684,13 @@ impl<'a> TreeBuilder<'a> {
             let ones = self.sides.iter().filter(|&&s| s).count();
             imbalance = split_imbalance(idx.len() - ones, ones);
         }
-        (normal, offset)
+        offset
     }
 
-    /// Computes every index's side of the plane into `self.sides`; returns the imbalance.
-    fn assign_sides(&mut self, idx: &[u32], normal: &[f32], offset: f32) -> f64 {
+    /// Computes every index's side of `self.plane` (with `offset`) into `self.sides`; returns
+    /// the imbalance.
+    fn assign_sides(&mut self, idx: &[u32], offset: f32) -> f64 {
         self.sides.clear();
-        let plane = PlaneCode::new(normal, self.data.stride);
         let side_dot4 = self.kernels.side_dot4;
         let mut ones = 0;
         // One plane against four rows at a time; a short last group repeats its first row.
@@ -633,7 +700,7 @@ impl<'a> TreeBuilder<'a> {
                 self.data.prefetch(i);
             }
             let rows = [0, 1, 2, 3].map(|j| *g.get(j).unwrap_or(&g[0]));
-            let margins = self.data.margins4(side_dot4, rows, [&plane; 4]);
+            let margins = self.data.margins4(side_dot4, rows, [&self.plane; 4]);
             for m in &margins[..g.len()] {
                 let m = offset + m;
                 let side = if m != 0.0 {
@@ -654,17 +721,19 @@ impl<'a> TreeBuilder<'a> {
         self.iterations.min(SAMPLES_PER_ITEM.saturating_mul(count))
     }
 
-    /// Annoy's `two_means` + `create_split`: the unit normal of the plane between two centroids
-    /// (and, for euclidean, the plane's offset), computed on the rows' codes.
-    fn two_means_plane(&mut self, idx: &[u32]) -> (Vec<f32>, f32) {
+    /// Annoy's `two_means` + `create_split`, computed on the rows' codes: leaves the plane
+    /// between the two centroids in `self.plane` (its unit normal, coded) and returns its
+    /// offset (0 for angular).
+    fn two_means_plane(&mut self, idx: &[u32]) -> f32 {
         let Kernels { dot2, add, .. } = self.kernels;
         let cosine = self.layout.metric == Metric::Angular;
         let count = idx.len();
         let i = self.rng.random_range(0..count);
         let mut j = self.rng.random_range(0..count - 1);
         j += (j >= i) as usize;
-        let mut p = Centroid::new(self.data, idx[i]);
-        let mut q = Centroid::new(self.data, idx[j]);
+        let [p_sum, q_sum] = std::mem::take(&mut self.sums);
+        let mut p = Centroid::new(p_sum, self.data, idx[i]);
+        let mut q = Centroid::new(q_sum, self.data, idx[j]);
         let samples = self.samples(count);
         // Draw the samples AHEAD iterations early and prefetch their rows (random rows of a
         // node are scattered in memory). Same draws, same order.
@@ -683,7 +752,7 @@ impl<'a> TreeBuilder<'a> {
                 ring[s % AHEAD] = next;
                 self.data.prefetch(next);
             }
-            let (codes, scale) = (self.row(x), self.data.scale(x));
+            let (codes, scale) = (self.data.row(x), self.data.scale(x));
             let (px, qx) = dot2(&p.sum, &q.sum, codes);
             // Annoy's distances, weighted by the centroids' counts.
             let (di, dj) = if cosine {
@@ -703,19 +772,31 @@ impl<'a> TreeBuilder<'a> {
                 q.add(add, self.data, x, qx);
             }
         }
-        let (p, q) = (p.mean(self.layout.dim), q.mean(self.layout.dim));
-        let mut normal: Vec<f32> = p.iter().zip(&q).map(|(a, b)| (a - b) as f32).collect();
-        normalize(&mut normal);
+        // The unit normal of the plane between the means, and for euclidean the plane's
+        // offset (through the midpoint of the means).
+        let (up, uq) = (p.unit(), q.unit());
+        let dim = self.layout.dim;
+        self.normal.clear();
+        self.normal.extend(
+            p.sum[..dim]
+                .iter()
+                .zip(&q.sum[..dim])
+                .map(|(&a, &b)| (up * f64::from(a) - uq * f64::from(b)) as f32),
+        );
+        normalize(&mut self.normal);
         let offset = if cosine {
             0.0
         } else {
-            -normal
+            -self
+                .normal
                 .iter()
-                .zip(p.iter().zip(&q))
-                .map(|(&n, (a, b))| f64::from(n) * (a + b) / 2.0)
+                .zip(p.sum.iter().zip(&q.sum))
+                .map(|(&n, (&a, &b))| f64::from(n) * (up * f64::from(a) + uq * f64::from(b)) / 2.0)
                 .sum::<f64>() as f32
         };
-        (normal, offset)
+        self.plane.encode(&self.normal);
+        self.sums = [p.sum, q.sum];
+        offset
     }
 }
 
@@ -744,9 +825,10 @@ struct Centroid {
 }
 
 impl Centroid {
-    /// The centroid of row `i` alone.
-    fn new(data: &RowCodes, i: u32) -> Centroid {
-        let sum: Vec<i16> = data.row(i).iter().map(|&c| i16::from(c)).collect();
+    /// The centroid of row `i` alone, its sum kept in `sum` (whatever it held).
+    fn new(mut sum: Vec<i16>, data: &RowCodes, i: u32) -> Centroid {
+        sum.clear();
+        sum.extend(data.row(i).iter().map(|&c| i16::from(c)));
         let mut c = Centroid {
             sum,
             sq: 0.0,
@@ -837,6 +919,7 @@ impl Centroid {
     }
 
     /// The mean, `dim` wide.
+    #[cfg(test)]
     fn mean(&self, dim: usize) -> Vec<f64> {
         let u = self.unit();
         self.sum[..dim].iter().map(|&v| u * f64::from(v)).collect()
@@ -883,7 +966,7 @@ mod tests {
         let dim = 512;
         let data = codes(1, dim, |_, i| ((i * 7919 % 211) as f32 - 105.0) / 50.0);
         let limit = i32::from(plane_code_max(data.stride));
-        let mut c = Centroid::new(&data, 0);
+        let mut c = Centroid::new(Vec::new(), &data, 0);
         let add = kernels().add;
         for _ in 0..2000 {
             let dot = (kernels().dot2)(&c.sum, &c.sum, data.row(0)).0;
@@ -912,7 +995,7 @@ mod tests {
         let data = codes(50, dim, |r, i| {
             (((r * 131 + i * 17) % 97) as f32 - 48.0) / 7.0
         });
-        let mut c = Centroid::new(&data, 0);
+        let mut c = Centroid::new(Vec::new(), &data, 0);
         let dot2 = kernels().dot2;
         for r in 1..50 {
             let dot = dot2(&c.sum, &c.sum, data.row(r)).0;

@@ -114,18 +114,49 @@ impl RowCodes {
     }
 }
 
-/// A split plane's normal in `i16` codes.
+/// A split plane's normal in `i16` codes: the normal is `scale · codes`.
 pub(crate) struct PlaneCode {
-    codes: Vec<i16>,
-    scale: f32,
+    pub codes: Vec<i16>,
+    pub scale: f32,
 }
 
 impl PlaneCode {
     /// Codes `normal` (of the gallery's dimension) for rows of `stride` codes.
+    #[cfg(test)]
     pub fn new(normal: &[f32], stride: usize) -> PlaneCode {
-        let mut codes = vec![0i16; stride];
-        let scale = encode(normal, &mut codes, plane_code_max(stride));
-        PlaneCode { codes, scale }
+        let mut plane = PlaneCode::zero(stride);
+        plane.encode(normal);
+        plane
+    }
+
+    /// The zero normal, for rows of `stride` codes.
+    pub fn zero(stride: usize) -> PlaneCode {
+        PlaneCode {
+            codes: vec![0; stride],
+            scale: 1.0,
+        }
+    }
+
+    /// Codes `normal` (of the gallery's dimension) in place.
+    pub fn encode(&mut self, normal: &[f32]) {
+        let max = plane_code_max(self.codes.len());
+        self.codes.fill(0);
+        self.scale = encode(normal, &mut self.codes, max);
+    }
+
+    /// Makes this the zero normal.
+    pub fn clear(&mut self) {
+        self.codes.fill(0);
+        self.scale = 1.0;
+    }
+}
+
+/// Writes the normal `scale · codes` into `out` (the gallery's dimension; the codes may be
+/// longer, padded with zeros). This is the normal a file gets: the plane the build chose the
+/// sides with, within float rounding.
+pub(crate) fn decode_plane(codes: &[i16], scale: f32, out: &mut [f32]) {
+    for (v, &c) in out.iter_mut().zip(codes) {
+        *v = scale * f32::from(c);
     }
 }
 
