@@ -236,9 +236,15 @@ fn build_trees(
                     }
                 }
             });
-        // One pass over the rows: every tree's side for every row (row-major: T per row).
+        // One pass over the rows: every tree's side for every row. Stored by chunks of ROWS rows,
+        // tree-major within a chunk, so that a task reads its sides from few cache lines.
         side_of.resize(n * t_count, 0u8);
         const ROWS: usize = 256;
+        let side_index = |i: usize, t: usize| {
+            let c = i / ROWS;
+            let rows = ROWS.min(n - c * ROWS);
+            c * ROWS * t_count + t * rows + (i - c * ROWS)
+        };
         let side_dot4 = kernels().side_dot4;
         let side = |m: f32| {
             if m > 0.0 {
@@ -256,7 +262,8 @@ fn build_trees(
             .for_each(|(c, sides)| {
                 // (tree, plane) pairs of the current row, four planes per pass over the row.
                 let mut active: Vec<(usize, usize)> = Vec::with_capacity(t_count);
-                for (r, sides) in sides.chunks_mut(t_count).enumerate() {
+                let rows = sides.len() / t_count;
+                for r in 0..rows {
                     let i = c * ROWS + r;
                     active.clear();
                     active.extend((0..t_count).filter_map(|t| {
@@ -269,7 +276,7 @@ fn build_trees(
                         let k4 = [0, 1, 2, 3].map(|j| g.get(j).unwrap_or(&g[0]).1);
                         let margins = data.margins4(side_dot4, [i; 4], k4.map(|k| &planes[k].0));
                         for (&(t, k), m) in g.iter().zip(margins) {
-                            sides[t] = side(planes[k].1 + m);
+                            sides[t * rows + r] = side(planes[k].1 + m);
                         }
                     }
                 }
@@ -280,28 +287,25 @@ fn build_trees(
             .zip(planes)
             .map(|(task, (plane, offset))| {
                 let mut b = TreeBuilder::new(data, layout, spec, mix(task.serial, 7), progress);
-                b.sides.clear();
-                for &m in &task.members {
-                    let s = side_of[m as usize * t_count + task.tree];
-                    let s = if s == 2 {
-                        b.rng.random::<bool>()
-                    } else {
-                        s == 1
+                let members = &task.members;
+                let mut left = Vec::with_capacity(members.len());
+                let mut right = Vec::with_capacity(members.len());
+                for &m in members {
+                    let s = match side_of[side_index(m as usize, task.tree)] {
+                        2 => b.rng.random::<bool>(),
+                        s => s == 1,
                     };
-                    b.sides.push(s);
-                }
-                let ones = b.sides.iter().filter(|&&s| s).count();
-                let (plane, offset) = if split_imbalance(task.members.len() - ones, ones) < 0.95 {
-                    (plane, offset)
-                } else {
-                    let offset = b.choose_split(&task.members);
-                    (b.plane, offset)
-                };
-                let (mut left, mut right) = (Vec::new(), Vec::new());
-                for (&m, &s) in task.members.iter().zip(&b.sides) {
                     if s { right.push(m) } else { left.push(m) }
                 }
-                (plane, offset, left, right)
+                if split_imbalance(left.len(), right.len()) < 0.95 {
+                    return (plane, offset, left, right);
+                }
+                let offset = b.choose_split(members);
+                (left, right) = (Vec::new(), Vec::new());
+                for (&m, &s) in members.iter().zip(&b.sides) {
+                    if s { right.push(m) } else { left.push(m) }
+                }
+                (b.plane, offset, left, right)
             })
             .collect();
         for (task, (plane, offset, left, right)) in big.into_iter().zip(parts) {
@@ -429,7 +433,15 @@ impl Forest {
                 let c1 = self.emit(t, split.children[1], layout, n, first, out, used);
                 let node = &mut out[*used * w..(*used + 1) * w];
                 let plane = &split.plane;
-                write_split(node, layout, split.nd, [c0, c1], &plane.codes, plane.scale, split.offset);
+                write_split(
+                    node,
+                    layout,
+                    split.nd,
+                    [c0, c1],
+                    &plane.codes,
+                    plane.scale,
+                    split.offset,
+                );
                 *used += 1;
                 (first + *used - 1) as u32
             }
@@ -453,7 +465,11 @@ fn write_split(
     if layout.metric == Metric::Euclidean {
         node[1] = offset.to_bits();
     }
-    decode_plane(codes, scale, bytemuck::cast_slice_mut(&mut node[layout.v..]));
+    decode_plane(
+        codes,
+        scale,
+        bytemuck::cast_slice_mut(&mut node[layout.v..]),
+    );
 }
 
 /// Writes the item node of every row into `items`: count 1, the row scaled to unit length
