@@ -49,17 +49,18 @@ impl RowCodes {
         let mut codes = vec![0i8; n * stride];
         let mut meta = vec![RowMeta::default(); n];
         let mut norms = vec![0f64; n];
+        let code_row = crate::kernels::kernels().code_row;
         codes
             .par_chunks_mut(stride)
             .zip(&mut meta)
             .zip(rows.par_chunks(dim).zip(&mut norms))
             .for_each(|((codes, meta), (row, norm))| {
-                *norm = sum_of_squares(row).sqrt();
-                meta.scale = (f64::from(encode(row, codes, 127)) / *norm) as f32;
-                meta.square = codes
-                    .iter()
-                    .map(|&c| (i32::from(c) * i32::from(c)) as u64)
-                    .sum();
+                let coded = code_row(row, codes);
+                *norm = coded.norm;
+                *meta = RowMeta {
+                    square: coded.square,
+                    scale: coded.scale,
+                };
             });
         let codes = RowCodes {
             codes,
@@ -171,8 +172,61 @@ pub(crate) fn plane_code_max(stride: usize) -> i16 {
 /// The largest dimension the build takes: its plane codes keep the integer dot products exact.
 pub(crate) const MAX_DIM: usize = (i32::MAX as usize / 127) / LANES * LANES;
 
+/// What coding one row gives: the row's norm `‖x‖` (summed in f64), and its codes' scale and
+/// `‖codes‖²`.
+pub(crate) struct CodedRow {
+    pub norm: f64,
+    pub scale: f32,
+    pub square: u64,
+}
+
+/// Codes the unit row `row / ‖row‖` into `codes` (zero beyond the row). The code of the
+/// kernels' `code_row`: plain loops that the compiler vectorises for the CPU's features.
+#[inline(always)]
+pub(crate) fn code_row(row: &[f32], codes: &mut [i8]) -> CodedRow {
+    let norm = sum_of_squares(row).sqrt();
+    let scale = (f64::from(encode(row, codes, 127)) / norm) as f32;
+    // Each square is at most 127², so 2^16 of them fit a u32.
+    let square = codes
+        .chunks(1 << 16)
+        .map(|chunk| {
+            let s: u32 = chunk
+                .iter()
+                .map(|&c| (i32::from(c) * i32::from(c)) as u32)
+                .sum();
+            u64::from(s)
+        })
+        .sum();
+    CodedRow {
+        norm,
+        scale,
+        square,
+    }
+}
+
+/// A code type: `i8` for rows, `i16` for planes.
+trait Code: Copy + Into<f32> {
+    /// The code nearest `q`, already rounded and within the code's range.
+    fn from_rounded(q: f32) -> Self;
+}
+
+impl Code for i8 {
+    #[inline(always)]
+    fn from_rounded(q: f32) -> i8 {
+        q as i8
+    }
+}
+
+impl Code for i16 {
+    #[inline(always)]
+    fn from_rounded(q: f32) -> i16 {
+        q as i16
+    }
+}
+
 /// `Σ x²` in f64, in eight running sums (the compiler vectorises them). Not finite exactly
 /// when a component is not; zero exactly when all are.
+#[inline(always)]
 fn sum_of_squares(v: &[f32]) -> f64 {
     let mut sums = [0f64; 8];
     for chunk in v.chunks(8) {
@@ -184,7 +238,8 @@ fn sum_of_squares(v: &[f32]) -> f64 {
 }
 
 /// Writes `round(v / s)` into `codes` (the rest stays zero) for `s = max|v| / max`; returns `s`.
-fn encode<C: Copy + Into<f32> + TryFrom<i32>>(v: &[f32], codes: &mut [C], max: C) -> f32 {
+#[inline(always)]
+fn encode<C: Code>(v: &[f32], codes: &mut [C], max: C) -> f32 {
     let max: f32 = max.into();
     // Sixteen running maxima (the compiler vectorises them), then the largest.
     let mut tops = [0f32; 16];
@@ -197,11 +252,8 @@ fn encode<C: Copy + Into<f32> + TryFrom<i32>>(v: &[f32], codes: &mut [C], max: C
     let scale = if top > 0.0 { top / max } else { 1.0 };
     let inv = 1.0 / scale;
     for (c, &x) in codes.iter_mut().zip(v) {
-        // Rounds half away from zero without a libm call; `as` saturates.
-        let q = (x * inv + 0.5f32.copysign(x)).clamp(-max, max) as i32;
-        if let Ok(q) = C::try_from(q) {
-            *c = q;
-        }
+        // Rounds half away from zero without a libm call (`as` truncates, and saturates).
+        *c = C::from_rounded((x * inv + 0.5f32.copysign(x)).clamp(-max, max));
     }
     scale
 }

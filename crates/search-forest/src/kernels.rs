@@ -9,6 +9,8 @@
 
 use std::sync::OnceLock;
 
+use crate::codes::CodedRow;
+
 /// Slice lengths are multiples of this.
 pub(crate) const LANES: usize = 32;
 
@@ -23,12 +25,16 @@ pub(crate) type AddFn = fn(&mut [i16], &[i8]);
 /// against four planes).
 pub(crate) type SideDot4Fn = fn([&[i16]; 4], [&[i8]; 4]) -> [i32; 4];
 
+/// Codes one row (see [`crate::codes::code_row`]).
+pub(crate) type CodeRowFn = fn(&[f32], &mut [i8]) -> CodedRow;
+
 /// A set of build kernels.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {
     pub dot2: Dot2Fn,
     pub add: AddFn,
     pub side_dot4: SideDot4Fn,
+    pub code_row: CodeRowFn,
     /// Which set this is (named in test failures).
     #[cfg_attr(not(test), allow(dead_code))]
     pub name: &'static str,
@@ -50,6 +56,7 @@ fn available() -> Vec<Kernels> {
         dot2: dot2_portable,
         add: add_portable,
         side_dot4: side_dot4_portable,
+        code_row: crate::codes::code_row,
         name: "portable",
     }];
     #[cfg(target_arch = "x86_64")]
@@ -60,6 +67,7 @@ fn available() -> Vec<Kernels> {
                 dot2: |p, q, c| unsafe { x86::dot2_avx2(p, q, c) },
                 add: |s, c| unsafe { x86::add_avx2(s, c) },
                 side_dot4: |p, r| unsafe { x86::side_dot4_avx2(p, r) },
+                code_row: |r, c| unsafe { x86::code_row_avx2(r, c) },
                 name: "avx2",
             });
         }
@@ -69,6 +77,7 @@ fn available() -> Vec<Kernels> {
                 dot2: |p, q, c| unsafe { x86::dot2_avx512(p, q, c) },
                 add: |s, c| unsafe { x86::add_avx512(s, c) },
                 side_dot4: |p, r| unsafe { x86::side_dot4_avx512(p, r) },
+                code_row: |r, c| unsafe { x86::code_row_avx512(r, c) },
                 name: "avx512",
             };
             all.push(avx512);
@@ -132,7 +141,7 @@ fn side_dot4_portable(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{LANES, check_lengths, side_args};
+    use super::{CodedRow, LANES, check_lengths, side_args};
     use std::arch::x86_64::*;
 
     /// # Safety
@@ -204,6 +213,14 @@ mod x86 {
             _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1)),
             _mm512_reduce_add_epi32(_mm512_add_epi32(b0, b1)),
         )
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F and AVX-512BW.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn code_row_avx512(row: &[f32], codes: &mut [i8]) -> CodedRow {
+        // The portable code, vectorised by the compiler for these features.
+        crate::codes::code_row(row, codes)
     }
 
     /// # Safety
@@ -297,6 +314,14 @@ mod x86 {
             }
         }
         (hsum256_epi32(a), hsum256_epi32(b))
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn code_row_avx2(row: &[f32], codes: &mut [i8]) -> CodedRow {
+        // The portable code, vectorised by the compiler for these features.
+        crate::codes::code_row(row, codes)
     }
 
     /// # Safety
@@ -404,6 +429,36 @@ mod tests {
                 let mut sum = p.clone();
                 (k.add)(&mut sum, &rows[2]);
                 assert_eq!(sum, want_sum, "{} n={n}", k.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_set_codes_rows_alike() {
+        let portable = available()[0];
+        for dim in [1usize, 31, 100, 512, 700] {
+            let stride = dim.div_ceil(LANES) * LANES;
+            let row: Vec<f32> = (0..dim)
+                .map(|i| ((i * 7919 % 211) as f32 - 105.0) / 13.0)
+                .collect();
+            let mut want_codes = vec![0i8; stride];
+            let want = (portable.code_row)(&row, &mut want_codes);
+            assert_eq!(want_codes.iter().map(|c| c.abs()).max(), Some(127));
+            let square: u64 = want_codes
+                .iter()
+                .map(|&c| (c as i64 * c as i64) as u64)
+                .sum();
+            assert_eq!(want.square, square);
+            for k in &available()[1..] {
+                let mut codes = vec![0i8; stride];
+                let got = (k.code_row)(&row, &mut codes);
+                assert_eq!(codes, want_codes, "{} dim={dim}", k.name);
+                assert_eq!(
+                    (got.norm, got.scale, got.square),
+                    (want.norm, want.scale, want.square),
+                    "{} dim={dim}",
+                    k.name
+                );
             }
         }
     }
