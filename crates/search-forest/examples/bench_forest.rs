@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release -p search-forest --example bench_forest -- OUT_DIR [--distractors N]
 //!     [--trees T] [--sweep 80,400,...] [--split two-means|best-of-R] [--repeat R]
-//!     [--leaf N|annoy] [--annoy-rs] [--reuse]
+//!     [--leaf N|annoy] [--seed S] [--annoy-rs] [--reuse]
 //! ```
 //! Prints one JSON object (build, size, load, and per search_k: recall@4 and query time).
 
@@ -36,6 +36,7 @@ struct Args {
     annoy_rs: bool,
     reuse: bool,
     leaf: Option<usize>,
+    seed: u64,
 }
 
 fn parse() -> Args {
@@ -51,6 +52,7 @@ fn parse() -> Args {
         annoy_rs: false,
         reuse: false,
         leaf: ForestParams::default().leaf_size,
+        seed: ForestParams::default().seed,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().expect("flag needs a value");
@@ -71,6 +73,7 @@ fn parse() -> Args {
             "--reuse" => a.reuse = true,
             // A number, or "annoy" for Annoy's own leaves (K = dim + 2).
             "--leaf" => a.leaf = value().parse().ok(),
+            "--seed" => a.seed = value().parse().unwrap(),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -119,6 +122,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         split: args.split,
         two_means_iterations: args.iterations,
         leaf_size: args.leaf,
+        seed: args.seed,
         ..Default::default()
     };
     let path = args.out.join("ours.ann");
