@@ -245,7 +245,11 @@ fn build_trees(
             let rows = ROWS.min(n - c * ROWS);
             c * ROWS * t_count + t * rows + (i - c * ROWS)
         };
-        let side_dot4 = kernels().side_dot4;
+        let Kernels {
+            side_dot4,
+            side_row8,
+            ..
+        } = kernels();
         let side = |m: f32| {
             if m > 0.0 {
                 1
@@ -260,7 +264,8 @@ fn build_trees(
             .par_chunks_mut(ROWS * t_count)
             .enumerate()
             .for_each(|(c, sides)| {
-                // (tree, plane) pairs of the current row, four planes per pass over the row.
+                // (tree, plane) pairs of the current row, eight (then four) planes per pass
+                // over the row.
                 let mut active: Vec<(usize, usize)> = Vec::with_capacity(t_count);
                 let rows = sides.len() / t_count;
                 for r in 0..rows {
@@ -271,7 +276,15 @@ fn build_trees(
                         (k != u32::MAX).then_some((t, k as usize))
                     }));
                     let i = i as u32;
-                    for g in active.chunks(4) {
+                    let mut eights = active.chunks_exact(8);
+                    for g in &mut eights {
+                        let k8 = [0, 1, 2, 3, 4, 5, 6, 7].map(|j| g[j].1);
+                        let margins = data.margins8(side_row8, i, k8.map(|k| &planes[k].0));
+                        for (&(t, k), m) in g.iter().zip(margins) {
+                            sides[t * rows + r] = side(planes[k].1 + m);
+                        }
+                    }
+                    for g in eights.remainder().chunks(4) {
                         // A short last group repeats its first plane.
                         let k4 = [0, 1, 2, 3].map(|j| g.get(j).unwrap_or(&g[0]).1);
                         let margins = data.margins4(side_dot4, [i; 4], k4.map(|k| &planes[k].0));

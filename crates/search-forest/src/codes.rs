@@ -25,7 +25,7 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::{LANES, SideDot4Fn};
+use crate::kernels::{LANES, SideDot4Fn, SideRow8Fn};
 
 /// The int8 codes of every row, with their scales.
 pub(crate) struct RowCodes {
@@ -103,6 +103,13 @@ impl RowCodes {
         embed_store::kernels::prefetch(row.as_ptr().cast(), row.len());
         let meta = &self.meta[i as usize];
         embed_store::kernels::prefetch((meta as *const RowMeta).cast(), 1);
+    }
+
+    /// The margins `x̂ · n̂ₖ` (before any offset) of row `i` with eight planes.
+    pub fn margins8(&self, side_row8: SideRow8Fn, i: u32, planes: [&PlaneCode; 8]) -> [f32; 8] {
+        let dots = side_row8(self.row(i), planes.map(|p| p.codes.as_slice()));
+        let scale = self.scale(i);
+        [0, 1, 2, 3, 4, 5, 6, 7].map(|j| scale * planes[j].scale * dots[j] as f32)
     }
 
     /// The margins `x̂ᵢ · n̂ₖ` (before any offset) of four (row, plane) pairs.
