@@ -858,17 +858,18 @@ impl Centroid {
     fn new(mut sum: Vec<i16>, data: &RowCodes, i: u32) -> Centroid {
         sum.clear();
         sum.extend(data.row(i).iter().map(|&c| i16::from(c)));
+        // The row's `‖codes‖²` is kept with its codes, and no code exceeds 127.
         let mut c = Centroid {
             sum,
-            sq: 0.0,
+            sq: data.square(i) as f64,
             inv_norm: 0.0,
-            bound: 0,
+            bound: 127,
             limit: i32::from(plane_code_max(data.stride)),
             count: 1.0,
             weight: f64::from(data.scale(i)),
             shift: 0,
         };
-        c.measure();
+        c.set_inv_norm();
         c.make_room();
         c
     }
