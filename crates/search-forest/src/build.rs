@@ -12,7 +12,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 
-use crate::codes::{PlaneCode, RowCodes, decode_plane, plane_code_max};
+use crate::codes::{Aligned, PlaneCode, RowCodes, decode_plane, plane_code_max};
 use crate::kernels::{AddFn, Kernels, kernels};
 use crate::layout::{Layout, Metric};
 
@@ -550,7 +550,7 @@ struct TreeBuilder<'a> {
     /// Scratch: the best plane of several runs, the unit normal, the centroids' sums.
     best_plane: PlaneCode,
     normal: Vec<f32>,
-    sums: [Vec<i16>; 2],
+    sums: [Aligned<i16>; 2],
     /// Scratch: one side per index of the node being split.
     sides: Vec<bool>,
     best_sides: Vec<bool>,
@@ -580,7 +580,7 @@ impl<'a> TreeBuilder<'a> {
             plane: PlaneCode::zero(data.stride),
             best_plane: PlaneCode::zero(data.stride),
             normal: Vec::with_capacity(layout.dim),
-            sums: [Vec::new(), Vec::new()],
+            sums: [Aligned::zeroed(data.stride), Aligned::zeroed(data.stride)],
             sides: Vec::new(),
             best_sides: Vec::new(),
             right: Vec::new(),
@@ -828,7 +828,7 @@ impl<'a> TreeBuilder<'a> {
 /// weights the rows of a centroid unevenly by as much, and no more.
 struct Centroid {
     /// `Σ c / 2^shift`.
-    sum: Vec<i16>,
+    sum: Aligned<i16>,
     /// `‖sum‖²`.
     sq: f64,
     /// `1 / ‖sum‖` (0 for a zero sum).
@@ -847,9 +847,10 @@ struct Centroid {
 
 impl Centroid {
     /// The centroid of row `i` alone, its sum kept in `sum` (whatever it held).
-    fn new(mut sum: Vec<i16>, data: &RowCodes, i: u32) -> Centroid {
-        sum.clear();
-        sum.extend(data.row(i).iter().map(|&c| i16::from(c)));
+    fn new(mut sum: Aligned<i16>, data: &RowCodes, i: u32) -> Centroid {
+        for (s, &c) in sum.iter_mut().zip(data.row(i)) {
+            *s = i16::from(c);
+        }
         // The row's `‖codes‖²` is kept with its codes, and no code exceeds 127.
         let mut c = Centroid {
             sum,
@@ -999,7 +1000,7 @@ mod tests {
         let dim = 512;
         let data = codes(1, dim, |_, i| ((i * 7919 % 211) as f32 - 105.0) / 50.0);
         let limit = i32::from(plane_code_max(data.stride));
-        let mut c = Centroid::new(Vec::new(), &data, 0);
+        let mut c = Centroid::new(Aligned::zeroed(data.stride), &data, 0);
         let add = kernels().add;
         for _ in 0..2000 {
             let dot = (kernels().dot2)(&c.sum, &c.sum, data.row(0)).0;
@@ -1028,7 +1029,7 @@ mod tests {
         let data = codes(50, dim, |r, i| {
             (((r * 131 + i * 17) % 97) as f32 - 48.0) / 7.0
         });
-        let mut c = Centroid::new(Vec::new(), &data, 0);
+        let mut c = Centroid::new(Aligned::zeroed(data.stride), &data, 0);
         let dot2 = kernels().dot2;
         for r in 1..50 {
             let dot = dot2(&c.sum, &c.sum, data.row(r)).0;

@@ -23,13 +23,73 @@
 //! instructions) was only 12% faster alone and whole builds measured the same (11 alternating
 //! pairs), so planes stay 16-bit.
 
+use std::ops::{Deref, DerefMut};
+
+use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
 use crate::kernels::{LANES, SideDot4Fn, SideRow8Fn};
 
+/// One cache line.
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// A zeroed buffer of codes that starts on a cache line: the kernels' vector loads never
+/// straddle two lines where a row, a plane or a sum starts on one.
+#[derive(Clone)]
+pub(crate) struct Aligned<T> {
+    lines: Vec<Line>,
+    len: usize,
+    _codes: std::marker::PhantomData<T>,
+}
+
+impl<T: Pod> Aligned<T> {
+    /// `len` zero codes.
+    pub fn zeroed(len: usize) -> Self {
+        let bytes = len * size_of::<T>();
+        Aligned {
+            lines: vec![Line([0; 64]); bytes.div_ceil(64)],
+            len,
+            _codes: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> Default for Aligned<T> {
+    fn default() -> Self {
+        Aligned {
+            lines: Vec::new(),
+            len: 0,
+            _codes: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Pod> Deref for Aligned<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &bytemuck::cast_slice(&self.lines)[..self.len]
+    }
+}
+
+impl<'a, T: Pod> IntoIterator for &'a Aligned<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<T: Pod> DerefMut for Aligned<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut bytemuck::cast_slice_mut(&mut self.lines)[..self.len]
+    }
+}
+
 /// The int8 codes of every row, with their scales.
 pub(crate) struct RowCodes {
-    codes: Vec<i8>,
+    codes: Aligned<i8>,
     /// Each row's scale and `‖codes‖²`, side by side: two-means reads both for rows drawn at
     /// random, and one cache line brings them (measured with perf: kept in two arrays, the
     /// square's cache miss alone was ~15% of the two-means loop's own time).
@@ -51,7 +111,7 @@ impl RowCodes {
     pub fn new(rows: &[f32], dim: usize) -> (RowCodes, Vec<f64>) {
         let stride = dim.div_ceil(LANES) * LANES;
         let n = rows.len() / dim;
-        let mut codes = vec![0i8; n * stride];
+        let mut codes = Aligned::<i8>::zeroed(n * stride);
         let mut meta = vec![RowMeta::default(); n];
         let mut norms = vec![0f64; n];
         let code_row = crate::kernels::kernels().code_row;
@@ -107,7 +167,7 @@ impl RowCodes {
 
     /// The margins `x̂ · n̂ₖ` (before any offset) of row `i` with eight planes.
     pub fn margins8(&self, side_row8: SideRow8Fn, i: u32, planes: [&PlaneCode; 8]) -> [f32; 8] {
-        let dots = side_row8(self.row(i), planes.map(|p| p.codes.as_slice()));
+        let dots = side_row8(self.row(i), planes.map(|p| &p.codes[..]));
         let scale = self.scale(i);
         [0, 1, 2, 3, 4, 5, 6, 7].map(|j| scale * planes[j].scale * dots[j] as f32)
     }
@@ -119,17 +179,14 @@ impl RowCodes {
         rows: [u32; 4],
         planes: [&PlaneCode; 4],
     ) -> [f32; 4] {
-        let dots = side_dot4(
-            planes.map(|p| p.codes.as_slice()),
-            rows.map(|i| self.row(i)),
-        );
+        let dots = side_dot4(planes.map(|p| &p.codes[..]), rows.map(|i| self.row(i)));
         [0, 1, 2, 3].map(|j| self.meta[rows[j] as usize].scale * planes[j].scale * dots[j] as f32)
     }
 }
 
 /// A split plane's normal in `i16` codes: the normal is `scale · codes`.
 pub(crate) struct PlaneCode {
-    pub codes: Vec<i16>,
+    pub codes: Aligned<i16>,
     pub scale: f32,
 }
 
@@ -145,7 +202,7 @@ impl PlaneCode {
     /// The zero normal, for rows of `stride` codes.
     pub fn zero(stride: usize) -> PlaneCode {
         PlaneCode {
-            codes: vec![0; stride],
+            codes: Aligned::zeroed(stride),
             scale: 1.0,
         }
     }
