@@ -303,15 +303,24 @@ fn build_trees(
             .map(|(task, (plane, offset))| {
                 let mut b = TreeBuilder::new(data, layout, spec, mix(task.serial, 7), progress);
                 let members = &task.members;
-                let mut left = Vec::with_capacity(members.len());
-                let mut right = Vec::with_capacity(members.len());
+                // Without a branch on the side (a coin toss): each member is written to both
+                // sides and only its side's cursor moves on.
+                let mut left = vec![0u32; members.len()];
+                let mut right = vec![0u32; members.len()];
+                let (mut l, mut r) = (0, 0);
                 for &m in members {
                     let s = match side_of[side_index(m as usize, task.tree)] {
                         2 => b.rng.random::<bool>(),
                         s => s == 1,
                     };
-                    if s { right.push(m) } else { left.push(m) }
+                    let s = usize::from(s);
+                    left[l] = m;
+                    right[r] = m;
+                    l += 1 - s;
+                    r += s;
                 }
+                left.truncate(l);
+                right.truncate(r);
                 if split_imbalance(left.len(), right.len()) < 0.95 {
                     return (plane, offset, left, right);
                 }
@@ -636,17 +645,18 @@ impl<'a> TreeBuilder<'a> {
         let scale = self.plane.scale;
         // Stable partition: side 0 first, side 1 after (sides computed by choose_split), each
         // in increasing id order, so that the next level reads rows in address order.
-        self.right.clear();
-        let mut left = 0;
+        // Without a branch on the side (a coin toss): each index is written to both
+        // places and only its side's cursor moves on. `idx[left]` was read already.
+        self.right.resize(idx.len(), 0);
+        let (mut left, mut right) = (0, 0);
         for j in 0..idx.len() {
-            if self.sides[j] {
-                self.right.push(idx[j]);
-            } else {
-                idx[left] = idx[j];
-                left += 1;
-            }
+            let (x, side) = (idx[j], usize::from(self.sides[j]));
+            idx[left] = x;
+            self.right[right] = x;
+            left += 1 - side;
+            right += side;
         }
-        idx[left..].copy_from_slice(&self.right);
+        idx[left..].copy_from_slice(&self.right[..right]);
         let nd = split_count(l, self.n, idx.len(), is_root);
         let (side0, side1) = idx.split_at_mut(left);
         // Smaller side first, as Annoy does.
