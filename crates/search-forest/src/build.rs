@@ -12,7 +12,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 
-use crate::codes::{Aligned, PlaneCode, RowCodes, decode_plane, plane_code_max};
+use crate::codes::{Aligned, PlaneCode, RowCodes, decode_plane, sum_code_max};
 use crate::kernels::{AddFn, Kernels, kernels};
 use crate::layout::{Layout, Metric};
 
@@ -476,7 +476,7 @@ fn write_split(
     layout: Layout,
     nd: u32,
     children: [u32; 2],
-    codes: &[i16],
+    codes: &[u8],
     scale: f32,
     offset: f32,
 ) {
@@ -519,7 +519,7 @@ struct Tree {
     /// Its nodes, children before parents. Child refs below `n` are items; `n + j` is node `j`.
     nodes: Vec<Node>,
     /// The split nodes' plane codes, `stride` each, in the order the planes were chosen.
-    planes: Vec<i16>,
+    planes: Vec<u8>,
     /// The bucket nodes' ids.
     ids: Vec<u32>,
     root: u32,
@@ -832,7 +832,7 @@ impl<'a> TreeBuilder<'a> {
 }
 
 /// A two-means centroid: the mean of the unit rows assigned to it, kept as the sum of their
-/// codes (`i16`, halved whenever it could outgrow [`plane_code_max`]) so that each step is an
+/// codes (`i16`, halved whenever it could outgrow [`sum_code_max`]) so that each step is an
 /// exact integer dot product and an integer add. With each row `x ≈ s · c`, the mean is
 /// `Σ x / count ≈ (Σ s / count) · (Σ c / count)`: rows' scales differ by a few percent, which
 /// weights the rows of a centroid unevenly by as much, and no more.
@@ -844,7 +844,7 @@ struct Centroid {
     /// `1 / ‖sum‖` (0 for a zero sum).
     inv_norm: f64,
     /// At least the largest `|sumᵢ|`; `sum` is halved when the next row could take an entry
-    /// over `limit` (the [`plane_code_max`], which keeps the dot products exact).
+    /// over `limit` (the [`sum_code_max`], which keeps the dot products exact).
     bound: i32,
     limit: i32,
     /// Rows in the mean (Annoy's `ic`, `jc`).
@@ -867,7 +867,7 @@ impl Centroid {
             sq: data.square(i) as f64,
             inv_norm: 0.0,
             bound: 127,
-            limit: i32::from(plane_code_max(data.stride)),
+            limit: i32::from(sum_code_max(data.stride)),
             count: 1.0,
             weight: f64::from(data.scale(i)),
             shift: 0,
@@ -1009,7 +1009,7 @@ mod tests {
         // Duplicates make the code sum grow by 127 a row: it must halve, not overflow.
         let dim = 512;
         let data = codes(1, dim, |_, i| ((i * 7919 % 211) as f32 - 105.0) / 50.0);
-        let limit = i32::from(plane_code_max(data.stride));
+        let limit = i32::from(sum_code_max(data.stride));
         let mut c = Centroid::new(Aligned::zeroed(data.stride), &data, 0);
         let add = kernels().add;
         for _ in 0..2000 {

@@ -4,10 +4,11 @@
 //! side of the split plane for every row of the node. Both read rows far more often than they
 //! compute with them, so the build reads a copy that is a quarter the size: each unit row `x`
 //! as `x̂ = s · c`, `s = max|xᵢ| / 127`, `cᵢ = round(xᵢ / s)` (an `i8`), padded with zeros to a
-//! multiple of [`LANES`]. A plane's normal is coded in `i16` (`|pᵢ| ≤` [`plane_code_max`]), so
-//! the side of a row is the sign of the exact integer `Σ pᵢcᵢ` (plus the plane's offset for
-//! euclidean). Two-means keeps each centroid as the `i16` sum of its rows' codes (see
-//! `build::Centroid`), so its dot products with a row are exact integers too.
+//! multiple of [`LANES`]. A plane's normal is coded in 8 bits too (`|pᵢ| ≤ 127`, kept as
+//! `pᵢ + 128` in a `u8`: [`PlaneCode`]), so the side of a row is the sign of the exact integer
+//! `Σ pᵢcᵢ` (plus the plane's offset for euclidean). Two-means keeps each centroid as the `i16`
+//! sum of its rows' codes (see `build::Centroid`), so its dot products with a row are exact
+//! integers too.
 //!
 //! The files keep the f32 rows; a split node's normal is its plane's codes times their scale,
 //! the plane the build chose the sides with, so a search walks the planes the build split with.
@@ -19,9 +20,9 @@
 //! recall@4 0.70 with `i16` planes, 0.65 with 8-bit and 0.61 with 7-bit ones). With the coded
 //! plane in the file, 8-bit planes measured the same recall as 16-bit ones (mean of 4 seeds,
 //! search_k 500 / 1000 / 2000 / 5000 / 10000: 0.558 / 0.681 / 0.808 / 0.929 / 0.976 against
-//! 0.558 / 0.692 / 0.810 / 0.927 / 0.972), but an 8-bit side kernel (`vpdpbusd`, half the
-//! instructions) was only 12% faster alone and whole builds measured the same (11 alternating
-//! pairs), so planes stay 16-bit.
+//! 0.558 / 0.692 / 0.810 / 0.927 / 0.972). They halve what the side kernels read, and with
+//! AVX-512 VNNI a row meets a plane in `vpdpbusd` (unsigned times signed bytes: hence the
+//! plane's bias of 128, taken off with the row's code sum) without widening either.
 
 use std::ops::{Deref, DerefMut};
 
@@ -102,6 +103,8 @@ pub(crate) struct RowCodes {
 struct RowMeta {
     square: u64,
     scale: f32,
+    /// `Σ codes`: a biased plane's product with the row, less `128 · sum`, is the plane's.
+    sum: i32,
 }
 
 impl RowCodes {
@@ -125,6 +128,7 @@ impl RowCodes {
                 *meta = RowMeta {
                     square: coded.square,
                     scale: coded.scale,
+                    sum: coded.sum,
                 };
             });
         let codes = RowCodes {
@@ -165,11 +169,16 @@ impl RowCodes {
         embed_store::kernels::prefetch((meta as *const RowMeta).cast(), 1);
     }
 
+    /// `Σ pᵢcᵢ` of row `i` with a plane, given the kernels' `Σ (pᵢ + 128) cᵢ`.
+    fn unbias(&self, i: u32, biased: i32) -> i32 {
+        biased - PLANE_BIAS * self.meta[i as usize].sum
+    }
+
     /// The margins `x̂ · n̂ₖ` (before any offset) of row `i` with eight planes.
     pub fn margins8(&self, side_row8: SideRow8Fn, i: u32, planes: [&PlaneCode; 8]) -> [f32; 8] {
         let dots = side_row8(self.row(i), planes.map(|p| &p.codes[..]));
         let scale = self.scale(i);
-        [0, 1, 2, 3, 4, 5, 6, 7].map(|j| scale * planes[j].scale * dots[j] as f32)
+        [0, 1, 2, 3, 4, 5, 6, 7].map(|j| scale * planes[j].scale * self.unbias(i, dots[j]) as f32)
     }
 
     /// The margins `x̂ᵢ · n̂ₖ` (before any offset) of four (row, plane) pairs.
@@ -180,13 +189,20 @@ impl RowCodes {
         planes: [&PlaneCode; 4],
     ) -> [f32; 4] {
         let dots = side_dot4(planes.map(|p| &p.codes[..]), rows.map(|i| self.row(i)));
-        [0, 1, 2, 3].map(|j| self.meta[rows[j] as usize].scale * planes[j].scale * dots[j] as f32)
+        [0, 1, 2, 3].map(|j| {
+            let dot = self.unbias(rows[j], dots[j]);
+            self.meta[rows[j] as usize].scale * planes[j].scale * dot as f32
+        })
     }
 }
 
-/// A split plane's normal in `i16` codes: the normal is `scale · codes`.
+/// What a plane code is stored with: code `p` (`|p| ≤ 127`) as the `u8` `p + PLANE_BIAS`.
+pub(crate) const PLANE_BIAS: i32 = 128;
+
+/// A split plane's normal in 8-bit codes `pᵢ` (`|pᵢ| ≤ 127`), each kept as the `u8`
+/// `pᵢ + 128` ([`PLANE_BIAS`]; padding is 128, a zero code): the normal is `scale · p`.
 pub(crate) struct PlaneCode {
-    pub codes: Aligned<i16>,
+    pub codes: Aligned<u8>,
     pub scale: f32,
 }
 
@@ -201,22 +217,23 @@ impl PlaneCode {
 
     /// The zero normal, for rows of `stride` codes.
     pub fn zero(stride: usize) -> PlaneCode {
-        PlaneCode {
+        let mut plane = PlaneCode {
             codes: Aligned::zeroed(stride),
             scale: 1.0,
-        }
+        };
+        plane.clear();
+        plane
     }
 
     /// Codes `normal` (of the gallery's dimension) in place.
     pub fn encode(&mut self, normal: &[f32]) {
-        let max = plane_code_max(self.codes.len());
-        self.codes.fill(0);
-        self.scale = encode(normal, &mut self.codes, max);
+        self.codes.fill(PLANE_BIAS as u8);
+        self.scale = encode(normal, &mut self.codes, 127.0);
     }
 
     /// Makes this the zero normal.
     pub fn clear(&mut self) {
-        self.codes.fill(0);
+        self.codes.fill(PLANE_BIAS as u8);
         self.scale = 1.0;
     }
 }
@@ -224,29 +241,32 @@ impl PlaneCode {
 /// Writes the normal `scale · codes` into `out` (the gallery's dimension; the codes may be
 /// longer, padded with zeros). This is the normal a file gets: the plane the build chose the
 /// sides with, within float rounding.
-pub(crate) fn decode_plane(codes: &[i16], scale: f32, out: &mut [f32]) {
+pub(crate) fn decode_plane(codes: &[u8], scale: f32, out: &mut [f32]) {
     for (v, &c) in out.iter_mut().zip(codes) {
-        *v = scale * f32::from(c);
+        *v = scale * (i32::from(c) - PLANE_BIAS) as f32;
     }
 }
 
-/// The largest plane code for rows of `stride` codes: `127 · max · stride` stays below
-/// `i32::MAX`, so a row's integer dot product with a plane is exact whatever the order of the
-/// sums. 32767 up to 512 dimensions; at least 1 up to [`MAX_DIM`].
-pub(crate) fn plane_code_max(stride: usize) -> i16 {
+/// The largest entry of a two-means centroid's code sum (`i16`) for rows of `stride` codes:
+/// `127 · max · stride` stays below `i32::MAX`, so a row's integer dot product with the sum is
+/// exact whatever the order of the sums. 32767 up to 512 dimensions; at least 1 up to
+/// [`MAX_DIM`].
+pub(crate) fn sum_code_max(stride: usize) -> i16 {
     let m = i32::MAX as usize / (127 * stride.max(1));
     m.clamp(1, i16::MAX as usize) as i16
 }
 
-/// The largest dimension the build takes: its plane codes keep the integer dot products exact.
-pub(crate) const MAX_DIM: usize = (i32::MAX as usize / 127) / LANES * LANES;
+/// The largest dimension the build takes: a row's products with a biased plane code (at most
+/// `255 · 127` each) sum exactly in `i32`.
+pub(crate) const MAX_DIM: usize = (i32::MAX as usize / (255 * 127)) / LANES * LANES;
 
-/// What coding one row gives: the row's norm `‖x‖` (summed in f64), and its codes' scale and
-/// `‖codes‖²`.
+/// What coding one row gives: the row's norm `‖x‖` (summed in f64), and its codes' scale,
+/// `‖codes‖²` and sum.
 pub(crate) struct CodedRow {
     pub norm: f64,
     pub scale: f32,
     pub square: u64,
+    pub sum: i32,
 }
 
 /// Codes the unit row `row / ‖row‖` into `codes` (zero beyond the row). The code of the
@@ -254,7 +274,7 @@ pub(crate) struct CodedRow {
 #[inline(always)]
 pub(crate) fn code_row(row: &[f32], codes: &mut [i8]) -> CodedRow {
     let norm = sum_of_squares(row).sqrt();
-    let scale = (f64::from(encode(row, codes, 127)) / norm) as f32;
+    let scale = (f64::from(encode(row, codes, 127.0)) / norm) as f32;
     // Each square is at most 127², so 2^16 of them fit a u32.
     let square = codes
         .chunks(1 << 16)
@@ -266,16 +286,19 @@ pub(crate) fn code_row(row: &[f32], codes: &mut [i8]) -> CodedRow {
             u64::from(s)
         })
         .sum();
+    // At most 127 · MAX_DIM in size.
+    let sum = codes.iter().map(|&c| i32::from(c)).sum();
     CodedRow {
         norm,
         scale,
         square,
+        sum,
     }
 }
 
-/// A code type: `i8` for rows, `i16` for planes.
-trait Code: Copy + Into<f32> {
-    /// The code nearest `q`, already rounded and within the code's range.
+/// A code type: `i8` for rows, `u8` for planes (biased by [`PLANE_BIAS`]).
+trait Code: Copy {
+    /// The code of `q`, an integer within ±127 (already rounded).
     fn from_rounded(q: f32) -> Self;
 }
 
@@ -286,10 +309,10 @@ impl Code for i8 {
     }
 }
 
-impl Code for i16 {
+impl Code for u8 {
     #[inline(always)]
-    fn from_rounded(q: f32) -> i16 {
-        q as i16
+    fn from_rounded(q: f32) -> u8 {
+        (q as i32 + PLANE_BIAS) as u8
     }
 }
 
@@ -306,10 +329,10 @@ fn sum_of_squares(v: &[f32]) -> f64 {
     sums.iter().sum()
 }
 
-/// Writes `round(v / s)` into `codes` (the rest stays zero) for `s = max|v| / max`; returns `s`.
+/// Writes the codes of `round(v / s)` into `codes` (the rest is left as it is) for
+/// `s = max|v| / max`; returns `s`.
 #[inline(always)]
-fn encode<C: Code>(v: &[f32], codes: &mut [C], max: C) -> f32 {
-    let max: f32 = max.into();
+fn encode<C: Code>(v: &[f32], codes: &mut [C], max: f32) -> f32 {
     // Sixteen running maxima (the compiler vectorises them), then the largest.
     let mut tops = [0f32; 16];
     for chunk in v.chunks(16) {
@@ -337,7 +360,7 @@ mod tests {
             .map(|i| ((i * 7919 % 211) as f32 - 105.0) / 300.0)
             .collect();
         let mut codes = vec![0i8; 128];
-        let s = encode(&row, &mut codes, 127i8);
+        let s = encode(&row, &mut codes, 127.0);
         assert!(codes[100..].iter().all(|&c| c == 0));
         assert_eq!(codes.iter().map(|&c| i32::from(c).abs()).max(), Some(127));
         for (&x, &c) in row.iter().zip(&codes) {
@@ -361,7 +384,16 @@ mod tests {
             .map(|i| ((i * 31 % 17) as f32 - 8.0) / 10.0)
             .collect();
         let plane = PlaneCode::new(&normal, codes.stride);
-        assert_eq!(plane.codes.iter().map(|c| c.abs()).max(), Some(32767));
+        let plane_codes: Vec<i32> = plane
+            .codes
+            .iter()
+            .map(|&c| i32::from(c) - PLANE_BIAS)
+            .collect();
+        assert_eq!(plane_codes.iter().map(|c| c.abs()).max(), Some(127));
+        assert!(
+            plane_codes[dim..].iter().all(|&c| c == 0),
+            "padding codes zero"
+        );
         let got = codes.margins4(
             crate::kernels::kernels().side_dot4,
             [0, 1, 2, 3],
@@ -371,8 +403,8 @@ mod tests {
             let row = codes.row(i as u32);
             let exact: i32 = row
                 .iter()
-                .zip(&plane.codes)
-                .map(|(&c, &p)| i32::from(c) * i32::from(p))
+                .zip(&plane_codes)
+                .map(|(&c, &p)| i32::from(c) * p)
                 .sum();
             let want = codes.scale(i as u32) * plane.scale * exact as f32;
             assert_eq!(m, want);
@@ -391,16 +423,35 @@ mod bounds {
     use super::*;
 
     #[test]
-    fn plane_codes_keep_the_sums_exact() {
+    fn codes_keep_the_sums_exact() {
         for stride in [32, 512, 544, 4096, 1 << 20, MAX_DIM] {
-            let m = plane_code_max(stride) as i64;
+            let m = sum_code_max(stride) as i64;
             assert!(
                 127 * m * stride as i64 <= i32::MAX as i64,
                 "stride {stride}"
             );
         }
-        assert_eq!(plane_code_max(512), 32767);
+        assert_eq!(sum_code_max(512), 32767);
+        // A row against a biased plane code: at most 255 · 127 a product.
+        assert!(255 * 127 * MAX_DIM as i64 <= i32::MAX as i64);
+        const { assert!(MAX_DIM >= 65536 - LANES) };
         let zero = PlaneCode::new(&[0.0; 5], 32);
-        assert!(zero.codes.iter().all(|&c| c == 0) && zero.scale == 1.0);
+        assert!(zero.codes.iter().all(|&c| i32::from(c) == PLANE_BIAS) && zero.scale == 1.0);
+        let mut out = [1.0f32; 5];
+        decode_plane(&zero.codes, zero.scale, &mut out);
+        assert_eq!(out, [0.0; 5]);
+    }
+
+    #[test]
+    fn a_plane_decodes_to_its_codes_times_its_scale() {
+        let normal = [0.5f32, -1.0, 0.25, 0.0, -0.126];
+        let plane = PlaneCode::new(&normal, 32);
+        let mut out = [0f32; 5];
+        decode_plane(&plane.codes, plane.scale, &mut out);
+        for (&o, &x) in out.iter().zip(&normal) {
+            assert!((o - x).abs() <= 0.5 * plane.scale * 1.0001, "{o} vs {x}");
+        }
+        assert_eq!(out[1], -1.0);
+        assert!(plane.codes[5..].iter().all(|&c| i32::from(c) == PLANE_BIAS));
     }
 }

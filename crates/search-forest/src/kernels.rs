@@ -17,18 +17,18 @@ use crate::codes::CodedRow;
 pub(crate) const LANES: usize = 32;
 
 /// `(p · c, q · c)` of two `i16` vectors (the centroids' code sums) with one row's codes, exact
-/// in `i32` for sums within [`crate::codes::plane_code_max`].
+/// in `i32` for sums within [`crate::codes::sum_code_max`].
 pub(crate) type Dot2Fn = fn(&[i16], &[i16], &[i8]) -> (i32, i32);
 /// `s += c` for a centroid's code sum `s` and one row's codes `c` (the caller keeps `s` from
 /// overflowing).
 pub(crate) type AddFn = fn(&mut [i16], &[i8]);
-/// `[p0 · r0, p1 · r1, p2 · r2, p3 · r3]`, exact in `i32` for codes within the bounds of
-/// [`crate::codes`], of plane codes with row codes (one plane against four rows, or one row
-/// against four planes).
-pub(crate) type SideDot4Fn = fn([&[i16]; 4], [&[i8]; 4]) -> [i32; 4];
-/// `[p0 · r, …, p7 · r]`, exact like [`SideDot4Fn`]: one row against eight planes (the level
+/// `[b0 · r0, b1 · r1, b2 · r2, b3 · r3]` of biased plane codes `b` (`u8`: the code plus 128,
+/// see [`crate::codes::PlaneCode`]) with row codes `r` (`i8`), exact in `i32` up to
+/// [`crate::codes::MAX_DIM`] (one plane against four rows, or one row against four planes).
+pub(crate) type SideDot4Fn = fn([&[u8]; 4], [&[i8]; 4]) -> [i32; 4];
+/// `[b0 · r, …, b7 · r]`, exact like [`SideDot4Fn`]: one row against eight planes (the level
 /// pass, where a row meets one plane per tree).
-pub(crate) type SideRow8Fn = fn(&[i8], [&[i16]; 8]) -> [i32; 8];
+pub(crate) type SideRow8Fn = fn(&[i8], [&[u8]; 8]) -> [i32; 8];
 
 /// Codes one row (see [`crate::codes::code_row`]).
 pub(crate) type CodeRowFn = fn(&[f32], &mut [i8]) -> CodedRow;
@@ -133,7 +133,7 @@ fn add_portable(s: &mut [i16], c: &[i8]) {
 }
 
 /// Checks the slices of a `side_dot4` call; returns their length and pointers.
-fn side_args(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> (usize, [*const i16; 4], [*const i8; 4]) {
+fn side_args(planes: [&[u8]; 4], rows: [&[i8]; 4]) -> (usize, [*const u8; 4], [*const i8; 4]) {
     let n = rows[0].len();
     check_lengths(n, &[rows[1].len(), rows[2].len(), rows[3].len()]);
     check_lengths(n, &planes.map(|p| p.len()));
@@ -142,12 +142,12 @@ fn side_args(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> (usize, [*const i16; 4], 
 
 /// One row against eight planes as two calls of a four-plane kernel (the kernel sets without
 /// a kernel of their own for it).
-fn side_row8_by_4(side_dot4: SideDot4Fn, row: &[i8], planes: [&[i16]; 8]) -> [i32; 8] {
+fn side_row8_by_4(side_dot4: SideDot4Fn, row: &[i8], planes: [&[u8]; 8]) -> [i32; 8] {
     let [a, b] = [0, 4].map(|o| side_dot4([0, 1, 2, 3].map(|j| planes[o + j]), [row; 4]));
     [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
 }
 
-fn side_dot4_portable(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
+fn side_dot4_portable(planes: [&[u8]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
     side_args(planes, rows);
     [0, 1, 2, 3].map(|j| {
         planes[j]
@@ -253,27 +253,61 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX-512F and AVX-512BW.
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub unsafe fn side_dot4_avx512(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
+    pub unsafe fn side_dot4_avx512(planes: [&[u8]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
         let (n, pp, pr) = side_args(planes, rows);
         let mut acc = [_mm512_setzero_si512(); 4];
         // SAFETY: chunk i reads elements i..i + 32 <= n of each slice.
         unsafe {
-            if pr.iter().all(|&p| p == pr[0]) {
+            let widen = |p: *const u8, r: *const i8, i: usize| {
+                (
+                    _mm512_cvtepu8_epi16(_mm256_loadu_si256(p.add(i).cast())),
+                    _mm512_cvtepi8_epi16(_mm256_loadu_si256(r.add(i).cast())),
+                )
+            };
+            let shared = pr.iter().all(|&r| r == pr[0]);
+            for i in (0..n).step_by(LANES) {
                 // One row against four planes (the level pass): widen the row once.
-                for i in (0..n).step_by(LANES) {
-                    let r = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pr[0].add(i).cast()));
-                    for j in 0..4 {
-                        let p = _mm512_loadu_si512(pp[j].add(i).cast());
-                        acc[j] = _mm512_add_epi32(acc[j], _mm512_madd_epi16(r, p));
-                    }
+                let (_, r0) = widen(pp[0], pr[0], i);
+                for j in 0..4 {
+                    let (p, r) = widen(pp[j], pr[j], i);
+                    let r = if shared { r0 } else { r };
+                    acc[j] = _mm512_add_epi32(acc[j], _mm512_madd_epi16(r, p));
                 }
-            } else {
-                for i in (0..n).step_by(LANES) {
-                    for j in 0..4 {
-                        let r = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pr[j].add(i).cast()));
-                        let p = _mm512_loadu_si512(pp[j].add(i).cast());
-                        acc[j] = _mm512_add_epi32(acc[j], _mm512_madd_epi16(r, p));
-                    }
+            }
+        }
+        acc.map(|a| _mm512_reduce_add_epi32(a))
+    }
+
+    /// `vpdpbusd` of `planes[j]` with `rows[j]`, 64 codes a step (a last half step of 32 in
+    /// masked loads, which read nothing beyond the slices).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI; the slices' common length
+    /// `n`, a multiple of 32, is what they hold.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn dpbusd_rows<const P: usize>(
+        n: usize,
+        planes: [*const u8; P],
+        rows: [*const i8; P],
+    ) -> [i32; P] {
+        let mut acc = [_mm512_setzero_si512(); P];
+        // SAFETY: full steps read elements i..i + 64 <= n, the half step i..i + 32 = n.
+        unsafe {
+            let mut i = 0;
+            while i + 64 <= n {
+                for j in 0..P {
+                    let p = _mm512_loadu_si512(planes[j].add(i).cast());
+                    let r = _mm512_loadu_si512(rows[j].add(i).cast());
+                    acc[j] = _mm512_dpbusd_epi32(acc[j], p, r);
+                }
+                i += 64;
+            }
+            if i < n {
+                let half = 0xFFFF_FFFF;
+                for j in 0..P {
+                    let p = _mm512_maskz_loadu_epi8(half, planes[j].add(i).cast());
+                    let r = _mm512_maskz_loadu_epi8(half, rows[j].add(i).cast());
+                    acc[j] = _mm512_dpbusd_epi32(acc[j], p, r);
                 }
             }
         }
@@ -283,52 +317,20 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn side_dot4_avx512vnni(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
+    pub unsafe fn side_dot4_avx512vnni(planes: [&[u8]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
         let (n, pp, pr) = side_args(planes, rows);
-        let mut acc = [_mm512_setzero_si512(); 4];
-        // SAFETY: chunk i reads elements i..i + 32 <= n of each slice.
-        unsafe {
-            if pr.iter().all(|&p| p == pr[0]) {
-                // One row against four planes (the level pass): widen the row once.
-                for i in (0..n).step_by(LANES) {
-                    let r = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pr[0].add(i).cast()));
-                    for j in 0..4 {
-                        let p = _mm512_loadu_si512(pp[j].add(i).cast());
-                        acc[j] = _mm512_dpwssd_epi32(acc[j], r, p);
-                    }
-                }
-            } else {
-                for i in (0..n).step_by(LANES) {
-                    for j in 0..4 {
-                        let r = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pr[j].add(i).cast()));
-                        let p = _mm512_loadu_si512(pp[j].add(i).cast());
-                        acc[j] = _mm512_dpwssd_epi32(acc[j], r, p);
-                    }
-                }
-            }
-        }
-        acc.map(|a| _mm512_reduce_add_epi32(a))
+        // SAFETY: the features are the caller's; the slices hold n codes each.
+        unsafe { dpbusd_rows(n, pp, pr) }
     }
 
     /// # Safety
     /// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn side_row8_avx512vnni(row: &[i8], planes: [&[i16]; 8]) -> [i32; 8] {
+    pub unsafe fn side_row8_avx512vnni(row: &[i8], planes: [&[u8]; 8]) -> [i32; 8] {
         let n = row.len();
         check_lengths(n, &planes.map(|p| p.len()));
-        let (pr, pp) = (row.as_ptr(), planes.map(|p| p.as_ptr()));
-        let mut acc = [_mm512_setzero_si512(); 8];
-        // SAFETY: chunk i reads elements i..i + 32 <= n of each slice.
-        unsafe {
-            for i in (0..n).step_by(32) {
-                let r = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pr.add(i).cast()));
-                for j in 0..8 {
-                    let p = _mm512_loadu_si512(pp[j].add(i).cast());
-                    acc[j] = _mm512_dpwssd_epi32(acc[j], r, p);
-                }
-            }
-        }
-        acc.map(|a| _mm512_reduce_add_epi32(a))
+        // SAFETY: the features are the caller's; the slices hold n codes each.
+        unsafe { dpbusd_rows(n, planes.map(|p| p.as_ptr()), [row.as_ptr(); 8]) }
     }
 
     /// # Safety
@@ -383,27 +385,16 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn side_dot4_avx2(planes: [&[i16]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
+    pub unsafe fn side_dot4_avx2(planes: [&[u8]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
         let (n, pp, pr) = side_args(planes, rows);
         let mut acc = [_mm256_setzero_si256(); 4];
         // SAFETY: chunk i reads elements i..i + 16 <= n of each slice.
         unsafe {
-            if pr.iter().all(|&p| p == pr[0]) {
-                // One row against four planes (the level pass): widen the row once.
-                for i in (0..n).step_by(16) {
-                    let r = _mm256_cvtepi8_epi16(_mm_loadu_si128(pr[0].add(i).cast()));
-                    for j in 0..4 {
-                        let p = _mm256_loadu_si256(pp[j].add(i).cast());
-                        acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(r, p));
-                    }
-                }
-            } else {
-                for i in (0..n).step_by(16) {
-                    for j in 0..4 {
-                        let r = _mm256_cvtepi8_epi16(_mm_loadu_si128(pr[j].add(i).cast()));
-                        let p = _mm256_loadu_si256(pp[j].add(i).cast());
-                        acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(r, p));
-                    }
+            for i in (0..n).step_by(16) {
+                for j in 0..4 {
+                    let p = _mm256_cvtepu8_epi16(_mm_loadu_si128(pp[j].add(i).cast()));
+                    let r = _mm256_cvtepi8_epi16(_mm_loadu_si128(pr[j].add(i).cast()));
+                    acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(r, p));
                 }
             }
         }
@@ -421,7 +412,7 @@ mod tests {
         let portable = all[0];
         for n in [0, 32, 64, 96, 512, 544] {
             // Centroid sums within the bound that keeps the products exact.
-            let max = crate::codes::plane_code_max(n) as i32;
+            let max = crate::codes::sum_code_max(n) as i32;
             let p: Vec<i16> = (0..n)
                 .map(|i| (i as i32 * 7919 % (2 * max) - max) as i16)
                 .collect();
@@ -435,11 +426,11 @@ mod tests {
                         .collect()
                 })
                 .collect();
-            let planes: Vec<Vec<i16>> = (0..4)
+            // Biased plane codes, large and small.
+            let planes: Vec<Vec<u8>> = (0..4)
                 .map(|r| {
-                    let sign = if r % 2 == 0 { 1 } else { -1 };
                     (0..n)
-                        .map(|i| sign * (32767 - (i * 13 + r) as i16 % 7))
+                        .map(|i| if r % 2 == 0 { 255 - (i * 13 + r) % 7 } else { (i * 13 + r) % 7 } as u8)
                         .collect()
                 })
                 .collect();
@@ -516,21 +507,27 @@ mod tests {
     }
 
     #[test]
-    fn side_dot4_is_exact_at_the_extremes() {
-        // Every product at its largest in every lane, as many lanes as `codes` allows at the
-        // largest plane code: the sums stay exact.
+    fn kernels_are_exact_at_the_extremes() {
+        // Every product at its largest in every lane: the sums stay exact, for the longest
+        // rows the build takes (the side kernels) and at 512-d (two-means).
+        for n in [512, crate::codes::MAX_DIM] {
+            let planes = vec![255u8; n];
+            for row in [vec![127i8; n], vec![-127i8; n]] {
+                let want = i32::from(row[0]) * 255 * n as i32;
+                for k in available() {
+                    let got = (k.side_dot4)([planes.as_slice(); 4], [row.as_slice(); 4]);
+                    assert_eq!(got, [want; 4], "{} n={n}", k.name);
+                    let got = (k.side_row8)(&row, [planes.as_slice(); 8]);
+                    assert_eq!(got, [want; 8], "{} n={n}", k.name);
+                }
+            }
+        }
         let n = 512;
-        let max = crate::codes::plane_code_max(n);
-        let planes = vec![max; n];
+        let sums = vec![crate::codes::sum_code_max(n); n];
         for row in [vec![127i8; n], vec![-127i8; n]] {
-            let want = i32::from(row[0]) * i32::from(max) * n as i32;
+            let want = i32::from(row[0]) * i32::from(sums[0]) * n as i32;
             for k in available() {
-                let got = (k.side_dot4)([planes.as_slice(); 4], [row.as_slice(); 4]);
-                assert_eq!(got, [want; 4], "{}", k.name);
-                let got = (k.side_row8)(&row, [planes.as_slice(); 8]);
-                assert_eq!(got, [want; 8], "{}", k.name);
-                let got = (k.dot2)(&planes, &planes, &row);
-                assert_eq!(got, (want, want), "{}", k.name);
+                assert_eq!((k.dot2)(&sums, &sums, &row), (want, want), "{}", k.name);
             }
         }
     }
