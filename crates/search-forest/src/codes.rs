@@ -298,21 +298,27 @@ pub(crate) fn code_row(row: &[f32], codes: &mut [i8]) -> CodedRow {
 
 /// A code type: `i8` for rows, `u8` for planes (biased by [`PLANE_BIAS`]).
 trait Code: Copy {
-    /// The code of `q`, an integer within ±127 (already rounded).
-    fn from_rounded(q: f32) -> Self;
+    /// The code of `q` truncated to an integer.
+    ///
+    /// # Safety
+    /// `q` is finite and within ±127.5. (Unlike a saturating `as`, the unchecked conversion
+    /// vectorises: coding 100k rows of 512 on one thread took 131 ms with `as`, 54 ms with it.)
+    unsafe fn from_rounded(q: f32) -> Self;
 }
 
 impl Code for i8 {
     #[inline(always)]
-    fn from_rounded(q: f32) -> i8 {
-        q as i8
+    unsafe fn from_rounded(q: f32) -> i8 {
+        // SAFETY: the caller's.
+        unsafe { q.to_int_unchecked::<i32>() as i8 }
     }
 }
 
 impl Code for u8 {
     #[inline(always)]
-    fn from_rounded(q: f32) -> u8 {
-        (q as i32 + PLANE_BIAS) as u8
+    unsafe fn from_rounded(q: f32) -> u8 {
+        // SAFETY: the caller's.
+        unsafe { (q.to_int_unchecked::<i32>() + PLANE_BIAS) as u8 }
     }
 }
 
@@ -321,10 +327,17 @@ impl Code for u8 {
 #[inline(always)]
 fn sum_of_squares(v: &[f32]) -> f64 {
     let mut sums = [0f64; 8];
-    for chunk in v.chunks(8) {
+    // Whole chunks first (the sums stay in a register), then the rest: the same sums, in the
+    // same order, as chunks of 8 and a shorter last one.
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
         for (s, &x) in sums.iter_mut().zip(chunk) {
             *s += f64::from(x) * f64::from(x);
         }
+    }
+    for (s, &x) in sums.iter_mut().zip(rest) {
+        *s += f64::from(x) * f64::from(x);
     }
     sums.iter().sum()
 }
@@ -335,17 +348,26 @@ fn sum_of_squares(v: &[f32]) -> f64 {
 fn encode<C: Code>(v: &[f32], codes: &mut [C], max: f32) -> f32 {
     // Sixteen running maxima (the compiler vectorises them), then the largest.
     let mut tops = [0f32; 16];
-    for chunk in v.chunks(16) {
+    let chunks = v.chunks_exact(16);
+    let rest = chunks.remainder();
+    for chunk in chunks {
         for (t, &x) in tops.iter_mut().zip(chunk) {
             *t = t.max(x.abs());
         }
+    }
+    for (t, &x) in tops.iter_mut().zip(rest) {
+        *t = t.max(x.abs());
     }
     let top = tops.iter().fold(0f32, |m, &t| m.max(t));
     let scale = if top > 0.0 { top / max } else { 1.0 };
     let inv = 1.0 / scale;
     for (c, &x) in codes.iter_mut().zip(v) {
-        // Rounds half away from zero without a libm call (`as` truncates, and saturates).
-        *c = C::from_rounded((x * inv + 0.5f32.copysign(x)).clamp(-max, max));
+        // Rounds half away from zero without a libm call (the conversion truncates). A row
+        // that is not finite (rejected after coding) codes as zeros.
+        let q = (x * inv + 0.5f32.copysign(x)).clamp(-max, max);
+        let q = if q.is_nan() { 0.0 } else { q };
+        // SAFETY: `q` is finite and within ±max ≤ ±127.
+        *c = unsafe { C::from_rounded(q) };
     }
     scale
 }
