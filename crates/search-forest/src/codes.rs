@@ -176,9 +176,15 @@ impl RowCodes {
 
     /// The margins `x̂ · n̂ₖ` (before any offset) of row `i` with eight planes.
     pub fn margins8(&self, side_row8: SideRow8Fn, i: u32, planes: [&PlaneCode; 8]) -> [f32; 8] {
-        let dots = side_row8(self.row(i), planes.map(|p| &p.codes[..]));
+        let dots = self.dots8(side_row8, i, planes);
         let scale = self.scale(i);
-        [0, 1, 2, 3, 4, 5, 6, 7].map(|j| scale * planes[j].scale * self.unbias(i, dots[j]) as f32)
+        [0, 1, 2, 3, 4, 5, 6, 7].map(|j| scale * planes[j].scale * dots[j] as f32)
+    }
+
+    /// The integer products `Σ pᵢcᵢ` of row `i` with eight planes: their signs are the
+    /// margins' (the scales are positive).
+    pub fn dots8(&self, side_row8: SideRow8Fn, i: u32, planes: [&PlaneCode; 8]) -> [i32; 8] {
+        side_row8(self.row(i), planes.map(|p| &p.codes[..])).map(|d| self.unbias(i, d))
     }
 
     /// The margins `x̂ᵢ · n̂ₖ` (before any offset) of four (row, plane) pairs.
@@ -188,11 +194,19 @@ impl RowCodes {
         rows: [u32; 4],
         planes: [&PlaneCode; 4],
     ) -> [f32; 4] {
+        let dots = self.dots4(side_dot4, rows, planes);
+        [0, 1, 2, 3].map(|j| self.meta[rows[j] as usize].scale * planes[j].scale * dots[j] as f32)
+    }
+
+    /// The integer products `Σ pᵢcᵢ` of four (row, plane) pairs (see [`Self::dots8`]).
+    pub fn dots4(
+        &self,
+        side_dot4: SideDot4Fn,
+        rows: [u32; 4],
+        planes: [&PlaneCode; 4],
+    ) -> [i32; 4] {
         let dots = side_dot4(planes.map(|p| &p.codes[..]), rows.map(|i| self.row(i)));
-        [0, 1, 2, 3].map(|j| {
-            let dot = self.unbias(rows[j], dots[j]);
-            self.meta[rows[j] as usize].scale * planes[j].scale * dot as f32
-        })
+        [0, 1, 2, 3].map(|j| self.unbias(rows[j], dots[j]))
     }
 }
 
