@@ -1010,10 +1010,13 @@ fn split_imbalance(left: usize, right: usize) -> f64 {
     f.max(1.0 - f)
 }
 
+/// Scales `v` to unit length (a zero `v` stays zero). Once per split: the vectorised dot
+/// kernel and one division (a sequential sum and a division per entry cost ~1 µs at 512-d).
 fn normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let norm = dot_kernel()(v, v).sqrt();
     if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
+        let inv = 1.0 / norm;
+        v.iter_mut().for_each(|x| *x *= inv);
     }
 }
 
