@@ -1,13 +1,14 @@
 //! Build-side kernels over the int8 codes of the rows (see [`crate::codes`]), vectorised for
 //! the CPU found at run time (AVX-512 with or without VNNI, else AVX2, else portable code):
 //! two-means' dot products of both centroids' code sums (`i16`) with a row's codes (`i8`) in one
-//! pass and the sum update `s += c`, four dot products of plane codes (`i16`) with row codes,
-//! and one row against eight planes (its own kernel with VNNI: the level pass's sides 13%
-//! faster; two four-plane calls otherwise); coding a row: all exact integer arithmetic,
-//! `vpdpwssd`, or `vpmaddwd`.
+//! pass (`vpdpwssd` or `vpmaddwd`) and the sum update `s += c`; four dot products of biased
+//! plane codes (`u8`) with row codes, and one row against eight planes (`vpdpbusd` with VNNI,
+//! 64 codes an instruction; else both widened and `vpmaddwd`; two four-plane calls without a
+//! VNNI kernel of its own); coding a row. All exact integer arithmetic.
 //!
 //! Every slice passed to these kernels has the same length, a multiple of [`LANES`] (the codes
-//! are padded with zeros), so the vector loops need no tails.
+//! are padded with zeros), so the vector loops need no tails but a half step of 32 codes where
+//! a step takes 64.
 
 use std::sync::OnceLock;
 
