@@ -619,6 +619,9 @@ impl<'a> TreeBuilder<'a> {
         self.tree.planes.reserve(splits * self.data.stride);
         self.tree.ids.reserve(idx.len());
         self.tree.root = self.make_tree(idx, is_root);
+        // Every item lands in one leaf: one update per subtree (one per leaf was ~45k calls
+        // into a progress bar shared by both threads).
+        self.progress.advance(idx.len() as u64);
         self.tree
     }
 
@@ -632,7 +635,6 @@ impl<'a> TreeBuilder<'a> {
     fn make_tree(&mut self, idx: &mut [u32], is_root: bool) -> u32 {
         let l = self.layout;
         if idx.len() == 1 && !is_root {
-            self.progress.advance(1);
             return idx[0];
         }
         // Roots must claim every item (that is how readers find them), so a root is a bucket
@@ -643,7 +645,6 @@ impl<'a> TreeBuilder<'a> {
             idx.len() <= self.leaf
         };
         if bucket {
-            self.progress.advance(idx.len() as u64);
             let nd = if is_root { self.n } else { idx.len() } as u32;
             let start = self.tree.ids.len() as u32;
             self.tree.ids.extend_from_slice(idx);

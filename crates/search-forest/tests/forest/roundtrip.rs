@@ -113,3 +113,38 @@ fn large_builds_are_deterministic_and_exact_with_every_candidate() {
         }
     }
 }
+
+/// Counts what a build reports.
+#[derive(Default)]
+struct Counted {
+    total: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicU64,
+}
+
+impl embed_store::Progress for Counted {
+    fn set_total(&self, total: u64) {
+        self.total
+            .store(total, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn advance(&self, n: u64) {
+        self.done.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn progress_reaches_its_total_exactly() {
+    // Large enough for the all-trees level pass above the depth-first subtrees.
+    for (n, leaf_size) in [(6000, Some(16)), (6000, None), (3, Some(16))] {
+        let gallery = crate::common::gallery(n, 8, 5);
+        let counted = Counted::default();
+        let params = ForestParams {
+            n_trees: 5,
+            leaf_size,
+            ..Default::default()
+        };
+        ForestIndex::build(gallery.view(), &params, &counted).unwrap();
+        let total = counted.total.into_inner();
+        assert_eq!(total, 5 * n as u64);
+        assert_eq!(counted.done.into_inner(), total, "n={n} leaf={leaf_size:?}");
+    }
+}
