@@ -33,6 +33,8 @@ pub(crate) type SideRow8Fn = fn(&[i8], [&[u8]; 8]) -> [i32; 8];
 
 /// Codes one row (see [`crate::codes::code_row`]).
 pub(crate) type CodeRowFn = fn(&[f32], &mut [i8]) -> CodedRow;
+/// Writes `row · inv` (in f64, rounded to f32) into `out`: a row scaled to unit length.
+pub(crate) type ScaleRowFn = fn(&[f32], f64, &mut [f32]);
 
 /// A set of build kernels.
 #[derive(Clone, Copy)]
@@ -42,6 +44,7 @@ pub(crate) struct Kernels {
     pub side_dot4: SideDot4Fn,
     pub side_row8: SideRow8Fn,
     pub code_row: CodeRowFn,
+    pub scale_row: ScaleRowFn,
     /// Which set this is (named in test failures).
     #[cfg_attr(not(test), allow(dead_code))]
     pub name: &'static str,
@@ -65,6 +68,7 @@ fn available() -> Vec<Kernels> {
         side_dot4: side_dot4_portable,
         side_row8: |r, p| side_row8_by_4(side_dot4_portable, r, p),
         code_row: crate::codes::code_row,
+        scale_row,
         name: "portable",
     }];
     #[cfg(target_arch = "x86_64")]
@@ -77,6 +81,7 @@ fn available() -> Vec<Kernels> {
                 side_dot4: |p, r| unsafe { x86::side_dot4_avx2(p, r) },
                 side_row8: |r, p| side_row8_by_4(|p, r| unsafe { x86::side_dot4_avx2(p, r) }, r, p),
                 code_row: |r, c| unsafe { x86::code_row_avx2(r, c) },
+                scale_row: |r, s, o| unsafe { x86::scale_row_avx2(r, s, o) },
                 name: "avx2",
             });
         }
@@ -90,6 +95,7 @@ fn available() -> Vec<Kernels> {
                     side_row8_by_4(|p, r| unsafe { x86::side_dot4_avx512(p, r) }, r, p)
                 },
                 code_row: |r, c| unsafe { x86::code_row_avx512(r, c) },
+                scale_row: |r, s, o| unsafe { x86::scale_row_avx512(r, s, o) },
                 name: "avx512",
             };
             all.push(avx512);
@@ -124,6 +130,13 @@ fn dot2_portable(p: &[i16], q: &[i16], c: &[i8]) -> (i32, i32) {
             .sum()
     };
     (dot(p), dot(q))
+}
+
+#[inline(always)]
+fn scale_row(row: &[f32], inv: f64, out: &mut [f32]) {
+    for (v, &x) in out.iter_mut().zip(row) {
+        *v = (f64::from(x) * inv) as f32;
+    }
 }
 
 fn add_portable(s: &mut [i16], c: &[i8]) {
@@ -241,6 +254,14 @@ mod x86 {
     pub unsafe fn code_row_avx512(row: &[f32], codes: &mut [i8]) -> CodedRow {
         // The portable code, vectorised by the compiler for these features.
         crate::codes::code_row(row, codes)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F and AVX-512BW.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn scale_row_avx512(row: &[f32], inv: f64, out: &mut [f32]) {
+        // The portable code, vectorised by the compiler for these features.
+        super::scale_row(row, inv, out)
     }
 
     /// # Safety
@@ -370,6 +391,14 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
+    pub unsafe fn scale_row_avx2(row: &[f32], inv: f64, out: &mut [f32]) {
+        // The portable code, vectorised by the compiler for these features.
+        super::scale_row(row, inv, out)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
     pub unsafe fn add_avx2(s: &mut [i16], c: &[i8]) {
         // The portable loop, vectorised by the compiler for these features.
         super::add_portable(s, c)
@@ -474,6 +503,25 @@ mod tests {
                 (k.add)(&mut sum, &rows[2]);
                 assert_eq!(sum, want_sum, "{} n={n}", k.name);
             }
+        }
+    }
+
+    #[test]
+    fn every_kernel_set_scales_rows_alike() {
+        let portable = available()[0];
+        let row: Vec<f32> = (0..700)
+            .map(|i| ((i * 7919 % 211) as f32 - 105.0) / 13.0)
+            .collect();
+        let inv = 1.0 / 1234.567f64;
+        let mut want = vec![0f32; 700];
+        (portable.scale_row)(&row, inv, &mut want);
+        for (&w, &x) in want.iter().zip(&row) {
+            assert_eq!(w, (f64::from(x) * inv) as f32);
+        }
+        for k in &available()[1..] {
+            let mut got = vec![0f32; 700];
+            (k.scale_row)(&row, inv, &mut got);
+            assert_eq!(got, want, "{}", k.name);
         }
     }
 
