@@ -280,19 +280,15 @@ mod x86 {
         let mut acc = [_mm512_setzero_si512(); 4];
         // SAFETY: chunk i reads elements i..i + 32 <= n of each slice.
         unsafe {
-            let widen = |p: *const u8, r: *const i8, i: usize| {
-                (
-                    _mm512_cvtepu8_epi16(_mm256_loadu_si256(p.add(i).cast())),
-                    _mm512_cvtepi8_epi16(_mm256_loadu_si256(r.add(i).cast())),
-                )
-            };
+            let row =
+                |r: *const i8, i: usize| _mm512_cvtepi8_epi16(_mm256_loadu_si256(r.add(i).cast()));
+            // One row against four planes (the level pass): widen the row once.
             let shared = pr.iter().all(|&r| r == pr[0]);
             for i in (0..n).step_by(LANES) {
-                // One row against four planes (the level pass): widen the row once.
-                let (_, r0) = widen(pp[0], pr[0], i);
+                let r0 = row(pr[0], i);
                 for j in 0..4 {
-                    let (p, r) = widen(pp[j], pr[j], i);
-                    let r = if shared { r0 } else { r };
+                    let r = if shared { r0 } else { row(pr[j], i) };
+                    let p = _mm512_cvtepu8_epi16(_mm256_loadu_si256(pp[j].add(i).cast()));
                     acc[j] = _mm512_add_epi32(acc[j], _mm512_madd_epi16(r, p));
                 }
             }
@@ -420,10 +416,15 @@ mod x86 {
         let mut acc = [_mm256_setzero_si256(); 4];
         // SAFETY: chunk i reads elements i..i + 16 <= n of each slice.
         unsafe {
+            let row =
+                |r: *const i8, i: usize| _mm256_cvtepi8_epi16(_mm_loadu_si128(r.add(i).cast()));
+            // One row against four planes (the level pass): widen the row once.
+            let shared = pr.iter().all(|&r| r == pr[0]);
             for i in (0..n).step_by(16) {
+                let r0 = row(pr[0], i);
                 for j in 0..4 {
+                    let r = if shared { r0 } else { row(pr[j], i) };
                     let p = _mm256_cvtepu8_epi16(_mm_loadu_si128(pp[j].add(i).cast()));
-                    let r = _mm256_cvtepi8_epi16(_mm_loadu_si128(pr[j].add(i).cast()));
                     acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(r, p));
                 }
             }
