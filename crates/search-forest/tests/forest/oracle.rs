@@ -199,3 +199,22 @@ fn bad_inputs_are_errors() {
         }
     }
 }
+
+#[test]
+fn dimensions_up_to_the_limit_build_and_wider_ones_are_refused() {
+    // 66,304 dimensions: a row's products with 8-bit plane codes still sum exactly in i32.
+    for (dim, ok) in [(66_304, true), (66_336, false)] {
+        let rows = crate::common::gallery(3, dim, 9);
+        match ForestIndex::build(rows.view(), &ForestParams::default(), &()) {
+            Ok(forest) => {
+                assert!(ok, "{dim} dims built");
+                assert_eq!(forest.search(&rows.as_slice()[..dim], 1).unwrap()[0].id, 0);
+            }
+            Err(embed_store::Error::InvalidArgument(message)) => {
+                assert!(!ok, "{dim} dims refused: {message}");
+                assert!(message.contains("66304"), "{message}");
+            }
+            Err(other) => panic!("{dim} dims: {other:?}"),
+        }
+    }
+}
