@@ -577,6 +577,9 @@ struct TreeBuilder<'a> {
     sides: Vec<bool>,
     best_sides: Vec<bool>,
     right: Vec<u32>,
+    /// Whether the rows may not be in cache yet: true until the first split of a subtree has
+    /// read them all (prefetching rows already in L2 made the sides ~13% slower).
+    cold: bool,
 }
 
 impl<'a> TreeBuilder<'a> {
@@ -606,6 +609,7 @@ impl<'a> TreeBuilder<'a> {
             sides: Vec::new(),
             best_sides: Vec::new(),
             right: Vec::new(),
+            cold: true,
         }
     }
 
@@ -653,6 +657,7 @@ impl<'a> TreeBuilder<'a> {
         }
 
         let offset = self.choose_split(idx);
+        self.cold = false;
         let plane = (self.tree.planes.len() / self.data.stride) as u32;
         self.tree.planes.extend_from_slice(&self.plane.codes);
         let scale = self.plane.scale;
@@ -739,9 +744,11 @@ impl<'a> TreeBuilder<'a> {
         let cosine = self.layout.metric == Metric::Angular;
         let mut ones = 0;
         // One plane against four rows at a time; a short last group repeats its first row.
-        // The rows of two groups ahead are fetched meanwhile (a node's rows are scattered).
+        // While the rows are cold, those of two groups ahead are fetched meanwhile (a node's
+        // rows are scattered).
+        let ahead = if self.cold { 4 } else { 0 };
         for (k, g) in idx.chunks(4).enumerate() {
-            for &i in idx.iter().skip(4 * k + 8).take(4) {
+            for &i in idx.iter().skip(4 * k + 8).take(ahead) {
                 self.data.prefetch(i);
             }
             let rows = [0, 1, 2, 3].map(|j| *g.get(j).unwrap_or(&g[0]));
