@@ -262,7 +262,8 @@ fn build_trees(
             }
         };
         let slot_of = &slot_of;
-        let cosine = layout.metric == Metric::Angular;
+        // An angular plane's offset is 0: its product's sign places a row.
+        let scaled = layout.metric != Metric::Angular;
         side_of
             .par_chunks_mut(ROWS * t_count)
             .enumerate()
@@ -283,12 +284,7 @@ fn build_trees(
                     for g in &mut eights {
                         let k8 = [0, 1, 2, 3, 4, 5, 6, 7].map(|j| g[j].1);
                         let planes8 = k8.map(|k| &planes[k].0);
-                        // An angular plane's offset is 0: its side is its product's sign.
-                        let margins = if cosine {
-                            data.dots8(side_row8, i, planes8).map(|d| d as f32)
-                        } else {
-                            data.margins8(side_row8, i, planes8)
-                        };
+                        let margins = data.margins8(side_row8, i, planes8, scaled);
                         for (&(t, k), m) in g.iter().zip(margins) {
                             sides[t * rows + r] = side(planes[k].1 + m);
                         }
@@ -297,11 +293,7 @@ fn build_trees(
                         // A short last group repeats its first plane.
                         let k4 = [0, 1, 2, 3].map(|j| g.get(j).unwrap_or(&g[0]).1);
                         let planes4 = k4.map(|k| &planes[k].0);
-                        let margins = if cosine {
-                            data.dots4(side_dot4, [i; 4], planes4).map(|d| d as f32)
-                        } else {
-                            data.margins4(side_dot4, [i; 4], planes4)
-                        };
+                        let margins = data.margins4(side_dot4, [i; 4], planes4, scaled);
                         for (&(t, k), m) in g.iter().zip(margins) {
                             sides[t * rows + r] = side(planes[k].1 + m);
                         }
@@ -741,7 +733,8 @@ impl<'a> TreeBuilder<'a> {
     fn assign_sides(&mut self, idx: &[u32], offset: f32) -> f64 {
         self.sides.clear();
         let side_dot4 = self.kernels.side_dot4;
-        let cosine = self.layout.metric == Metric::Angular;
+        // An angular plane's offset is 0: its product's sign places a row.
+        let scaled = self.layout.metric != Metric::Angular;
         let mut ones = 0;
         // One plane against four rows at a time; a short last group repeats its first row.
         // While the rows are cold, those of two groups ahead are fetched meanwhile (a node's
@@ -752,14 +745,9 @@ impl<'a> TreeBuilder<'a> {
                 self.data.prefetch(i);
             }
             let rows = [0, 1, 2, 3].map(|j| *g.get(j).unwrap_or(&g[0]));
-            // An angular plane's offset is 0: its side is its product's sign.
-            let margins = if cosine {
-                self.data
-                    .dots4(side_dot4, rows, [&self.plane; 4])
-                    .map(|d| d as f32)
-            } else {
-                self.data.margins4(side_dot4, rows, [&self.plane; 4])
-            };
+            let margins = self
+                .data
+                .margins4(side_dot4, rows, [&self.plane; 4], scaled);
             for m in &margins[..g.len()] {
                 let m = offset + m;
                 let side = if m != 0.0 {

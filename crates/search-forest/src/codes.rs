@@ -174,39 +174,46 @@ impl RowCodes {
         biased - PLANE_BIAS * self.meta[i as usize].sum
     }
 
-    /// The margins `x̂ · n̂ₖ` (before any offset) of row `i` with eight planes.
-    pub fn margins8(&self, side_row8: SideRow8Fn, i: u32, planes: [&PlaneCode; 8]) -> [f32; 8] {
-        let dots = self.dots8(side_row8, i, planes);
+    /// Row `i` against eight planes: the margins `x̂ · n̂ₖ` (before any offset), or with
+    /// `scaled` false the integer products `Σ pᵢcᵢ` (as f32). Those have the margins' signs
+    /// (the scales are positive), which is all a plane through the origin (angular, offset 0)
+    /// needs to place a row.
+    pub fn margins8(
+        &self,
+        side_row8: SideRow8Fn,
+        i: u32,
+        planes: [&PlaneCode; 8],
+        scaled: bool,
+    ) -> [f32; 8] {
+        let dots = side_row8(self.row(i), planes.map(|p| &p.codes[..]));
         let scale = self.scale(i);
-        [0, 1, 2, 3, 4, 5, 6, 7].map(|j| scale * planes[j].scale * dots[j] as f32)
+        [0, 1, 2, 3, 4, 5, 6, 7].map(|j| {
+            let dot = self.unbias(i, dots[j]) as f32;
+            if scaled {
+                scale * planes[j].scale * dot
+            } else {
+                dot
+            }
+        })
     }
 
-    /// The integer products `Σ pᵢcᵢ` of row `i` with eight planes: their signs are the
-    /// margins' (the scales are positive).
-    pub fn dots8(&self, side_row8: SideRow8Fn, i: u32, planes: [&PlaneCode; 8]) -> [i32; 8] {
-        side_row8(self.row(i), planes.map(|p| &p.codes[..])).map(|d| self.unbias(i, d))
-    }
-
-    /// The margins `x̂ᵢ · n̂ₖ` (before any offset) of four (row, plane) pairs.
+    /// [`Self::margins8`] of four (row, plane) pairs.
     pub fn margins4(
         &self,
         side_dot4: SideDot4Fn,
         rows: [u32; 4],
         planes: [&PlaneCode; 4],
+        scaled: bool,
     ) -> [f32; 4] {
-        let dots = self.dots4(side_dot4, rows, planes);
-        [0, 1, 2, 3].map(|j| self.meta[rows[j] as usize].scale * planes[j].scale * dots[j] as f32)
-    }
-
-    /// The integer products `Σ pᵢcᵢ` of four (row, plane) pairs (see [`Self::dots8`]).
-    pub fn dots4(
-        &self,
-        side_dot4: SideDot4Fn,
-        rows: [u32; 4],
-        planes: [&PlaneCode; 4],
-    ) -> [i32; 4] {
         let dots = side_dot4(planes.map(|p| &p.codes[..]), rows.map(|i| self.row(i)));
-        [0, 1, 2, 3].map(|j| self.unbias(rows[j], dots[j]))
+        [0, 1, 2, 3].map(|j| {
+            let dot = self.unbias(rows[j], dots[j]) as f32;
+            if scaled {
+                self.scale(rows[j]) * planes[j].scale * dot
+            } else {
+                dot
+            }
+        })
     }
 }
 
@@ -430,11 +437,9 @@ mod tests {
             plane_codes[dim..].iter().all(|&c| c == 0),
             "padding codes zero"
         );
-        let got = codes.margins4(
-            crate::kernels::kernels().side_dot4,
-            [0, 1, 2, 3],
-            [&plane; 4],
-        );
+        let side_dot4 = crate::kernels::kernels().side_dot4;
+        let got = codes.margins4(side_dot4, [0, 1, 2, 3], [&plane; 4], true);
+        let unscaled = codes.margins4(side_dot4, [0, 1, 2, 3], [&plane; 4], false);
         for (i, &m) in got.iter().enumerate() {
             let row = codes.row(i as u32);
             let exact: i32 = row
@@ -444,6 +449,7 @@ mod tests {
                 .sum();
             let want = codes.scale(i as u32) * plane.scale * exact as f32;
             assert_eq!(m, want);
+            assert_eq!(unscaled[i], exact as f32);
             // And close to the true margin of the unit row.
             let x = &rows[i * dim..(i + 1) * dim];
             let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
