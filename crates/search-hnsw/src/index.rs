@@ -358,7 +358,11 @@ fn grow(
             old,
             new_levels,
         )?;
-        b.insert_all(from, progress);
+        b.insert_all(
+            from,
+            meta.seed ^ (from as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            progress,
+        );
         Ok(b.finish())
     }
     let n = vecs.len() / meta.stride;
@@ -739,6 +743,19 @@ impl HnswIndex {
             Some(l) => l.iter().position(|&x| x == id),
         };
         found.ok_or_else(|| Error::InvalidArgument(format!("no item with id {id} in the index")))
+    }
+
+    /// Every node's level-0 neighbour list (diagnostics).
+    #[doc(hidden)]
+    pub fn level0_lists(&self) -> Vec<Vec<u32>> {
+        let v = self.view();
+        let mut buf = Vec::new();
+        (0..v.meta.len as u32)
+            .map(|i| {
+                v.neighbours(i, 0, &mut buf);
+                buf.clone()
+            })
+            .collect()
     }
 
     /// Checks the whole graph (every link in range, counts within bounds, levels consistent):

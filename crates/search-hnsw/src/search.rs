@@ -45,6 +45,8 @@ pub(crate) trait Links {
 /// between walks) and the two heaps.
 pub(crate) struct Scratch {
     visited: Vec<u16>,
+    /// The distance computed for each node visited by the current walk.
+    dists: Vec<f32>,
     epoch: u16,
     candidates: BinaryHeap<Reverse<Cand>>,
     results: BinaryHeap<Cand>,
@@ -55,6 +57,7 @@ impl Scratch {
     pub fn new(n: usize) -> Self {
         Scratch {
             visited: vec![0; n],
+            dists: vec![0.0; n],
             epoch: 0,
             candidates: BinaryHeap::new(),
             results: BinaryHeap::new(),
@@ -66,6 +69,7 @@ impl Scratch {
     fn reset(&mut self, n: usize) {
         if self.visited.len() < n {
             self.visited.resize(n, 0);
+            self.dists.resize(n, 0.0);
         }
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
@@ -74,6 +78,12 @@ impl Scratch {
         }
         self.candidates.clear();
         self.results.clear();
+    }
+
+    /// The distance the last walk computed for node `id`, if it visited it.
+    #[inline]
+    pub fn known(&self, id: u32) -> Option<f32> {
+        (self.visited.get(id as usize) == Some(&self.epoch)).then(|| self.dists[id as usize])
     }
 
     /// Marks `id` visited; true when it was not yet.
@@ -138,6 +148,7 @@ pub(crate) fn search_layer<L: Links>(
     s.reset(links.len());
     let mut buf = std::mem::take(&mut s.buf);
     s.visit(entry.id);
+    s.dists[entry.id as usize] = entry.d;
     let mut bound = f32::INFINITY;
     if keep(entry.id) {
         s.results.push(entry);
@@ -161,6 +172,7 @@ pub(crate) fn search_layer<L: Links>(
                 prefetch(next);
             }
             let d = dist(n);
+            s.dists[n as usize] = d;
             if s.results.len() < ef || d < bound {
                 s.candidates.push(Reverse(Cand { d, id: n }));
                 if keep(n) {
