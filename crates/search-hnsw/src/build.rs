@@ -14,7 +14,8 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use crate::quant::DotI8;
-use crate::search::{Cand, Links, Scratch, greedy, search_layer};
+use crate::search::{Cand, Links, NoScreen, Scratch, greedy, search_layer};
+use crate::signs::{CodesRef, SignScreen};
 use embed_store::kernels::{DotFn as DistFn, prefetch};
 
 /// Mixed into the level seed to seed the insertion order.
@@ -113,6 +114,9 @@ pub(crate) struct Builder<'a, D: NodeDist> {
     m0: usize,
     efc: usize,
     deleted: &'a [u8],
+    /// One-bit codes to screen each insertion's walk with, and the f32 rows (`stride` floats)
+    /// the inserted nodes' queries are made from.
+    screen: Option<(CodesRef<'a>, &'a [f32], usize)>,
     links0: Vec<AtomicU32>,
     upper: Vec<AtomicU32>,
     /// Beside every link slot, the distance (f32 bits) from the list's node to the linked
@@ -210,6 +214,7 @@ impl<'a, D: NodeDist> Builder<'a, D> {
         m0: usize,
         efc: usize,
         deleted: &'a [u8],
+        screen: Option<(CodesRef<'a>, &'a [f32], usize)>,
         old: Graph,
         new_levels: &[u8],
     ) -> Result<Self> {
@@ -239,6 +244,7 @@ impl<'a, D: NodeDist> Builder<'a, D> {
             m0,
             efc: efc.max(m),
             deleted,
+            screen,
             links0,
             upper,
             dists0,
@@ -347,21 +353,24 @@ impl<'a, D: NodeDist> Builder<'a, D> {
         }
         s.buf = buf;
         let keep = |j: u32| self.deleted.get(j as usize).is_none_or(|&x| x == 0);
+        let screen = self.screen.map(|(codes, rows, stride)| {
+            let at = id as usize * stride;
+            SignScreen::new(codes, &rows[at..at + stride])
+        });
         let mut found = Vec::new();
         let mut selected = Vec::new();
         for l in (0..=usize::from(level.min(max_level))).rev() {
-            search_layer(
-                self,
-                l,
-                cur,
-                self.efc,
-                false,
-                &dist,
-                &keep,
-                &|j| self.dist.prefetch(j),
-                s,
-                &mut found,
-            );
+            let prefetch = |j| self.dist.prefetch(j);
+            match &screen {
+                Some(screen) => search_layer(
+                    self, l, cur, self.efc, false, &dist, &keep, &prefetch, 2, screen, s,
+                    &mut found,
+                ),
+                None => search_layer(
+                    self, l, cur, self.efc, false, &dist, &keep, &prefetch, 1, &NoScreen, s,
+                    &mut found,
+                ),
+            }
             found.retain(|c| c.id != id);
             if found.is_empty() {
                 continue;

@@ -237,6 +237,7 @@ impl HnswIndex {
             max_level: (n > 0).then_some(h.max_level as u8),
             deleted: deleted_count,
             code_stride: 0,
+            sign_words: 0,
         };
         Ok(HnswIndex::from_parts(
             meta,
@@ -253,6 +254,7 @@ impl HnswIndex {
                 deleted,
                 labels: (!identity).then_some(labels),
                 codes: None,
+                signs: None,
             },
         ))
     }

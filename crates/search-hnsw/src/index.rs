@@ -11,13 +11,14 @@ use rayon::prelude::*;
 
 use crate::build::{Builder, F32Dist, Graph, I8Dist, MAX_LEVEL, NodeDist, draw_levels};
 use crate::quant::{code_stride, dot_i8_kernel, quantize};
-use crate::search::{Cand, Links, Scratch, greedy, search_layer};
+use crate::search::{Cand, Links, NoScreen, Scratch, Screen, greedy, search_layer};
+use crate::signs::{self, CodesRef, Frame, FrameRef, SignScreen};
 use embed_store::kernels::{DotFn as DistFn, kernel_set, prefetch};
 
 const KIND: &[u8; 8] = b"hnsw\0\0\0\0";
-/// Version 1 (no int8 codes, 14 header words) is still read.
-const VERSION: u32 = 2;
-const META_LEN: usize = 15;
+/// Version 1 (no int8 codes, 14 header words) and 2 (no sign codes, 15 words) are still read.
+const VERSION: u32 = 3;
+const META_LEN: usize = 16;
 /// Floats per padded row unit: rows start on 64-byte boundaries.
 const LANES: usize = 16;
 
@@ -124,6 +125,8 @@ pub(crate) struct Meta {
     pub deleted: usize,
     /// Bytes per int8 code row; 0 when the index keeps no codes.
     pub code_stride: usize,
+    /// u64 words per sign-code row; 0 when the index keeps none.
+    pub sign_words: usize,
 }
 
 impl Meta {
@@ -144,6 +147,7 @@ impl Meta {
             upper_len as u64,
             u64::from(has_labels),
             self.code_stride as u64,
+            self.sign_words as u64,
         ]
     }
 }
@@ -154,6 +158,13 @@ pub(crate) struct Owned {
     pub deleted: Vec<u8>,
     pub labels: Option<Vec<u32>>,
     pub codes: Option<Codes>,
+    pub signs: Option<Signs>,
+}
+
+/// The one-bit codes of the rows and the frame they are taken in (see [`crate::signs`]).
+pub(crate) struct Signs {
+    pub frame: Frame,
+    pub codes: signs::Codes,
 }
 
 /// The int8 copies of the rows (see [`crate::quant`]).
@@ -184,7 +195,7 @@ impl Codes {
 }
 
 enum Store {
-    Owned(Owned),
+    Owned(Box<Owned>),
     Mapped(Container),
 }
 
@@ -222,6 +233,8 @@ pub(crate) struct View<'a> {
     pub labels: Option<&'a [u32]>,
     /// Int8 codes (`code_stride` bytes per row) and their scales, when kept.
     pub codes: Option<(&'a [i8], &'a [f32])>,
+    /// Sign codes (`sign_words` u64 per row), their factors, and their frame, when kept.
+    pub signs: Option<CodesRef<'a>>,
 }
 
 impl Links for View<'_> {
@@ -326,23 +339,35 @@ fn run_in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<
 }
 
 /// Inserts the nodes after `old`'s into the graph (their levels are `new_levels`), walking on
-/// the int8 codes when the index keeps them, else on the f32 rows.
+/// the int8 codes when the index keeps them (screened by the sign codes), else on the f32 rows.
 #[allow(clippy::too_many_arguments)]
 fn grow(
     meta: &Meta,
     vecs: &[f32],
     codes: Option<&Codes>,
+    signs: Option<&Signs>,
     deleted: &[u8],
     old: Graph,
     new_levels: &[u8],
     threads: usize,
     progress: &dyn Progress,
 ) -> Result<Graph> {
+    let n = vecs.len() / meta.stride;
+    let screen = signs.map(|s| {
+        let codes = CodesRef {
+            frame: s.frame.view(),
+            bits: &s.codes.bits,
+            factors: &s.codes.factors,
+        };
+        (codes, vecs, meta.stride)
+    });
+    #[allow(clippy::too_many_arguments)]
     fn go<D: NodeDist>(
         dist: D,
         meta: &Meta,
         n: usize,
         deleted: &[u8],
+        screen: Option<(CodesRef<'_>, &[f32], usize)>,
         old: Graph,
         new_levels: &[u8],
         progress: &dyn Progress,
@@ -355,6 +380,7 @@ fn grow(
             meta.m0,
             meta.ef_construction,
             deleted,
+            screen,
             old,
             new_levels,
         )?;
@@ -365,7 +391,6 @@ fn grow(
         );
         Ok(b.finish())
     }
-    let n = vecs.len() / meta.stride;
     run_in_pool(threads, || match codes {
         Some(c) => go(
             I8Dist {
@@ -377,6 +402,7 @@ fn grow(
             meta,
             n,
             deleted,
+            screen,
             old,
             new_levels,
             progress,
@@ -390,6 +416,7 @@ fn grow(
             meta,
             n,
             deleted,
+            screen,
             old,
             new_levels,
             progress,
@@ -425,7 +452,7 @@ impl HnswIndex {
     pub(crate) fn from_parts(meta: Meta, owned: Owned) -> Self {
         HnswIndex {
             meta,
-            store: Store::Owned(owned),
+            store: Store::Owned(Box::new(owned)),
             pool: Mutex::new(Vec::new()),
         }
     }
@@ -445,6 +472,11 @@ impl HnswIndex {
                     .codes
                     .as_ref()
                     .map(|c| (bytemuck::cast_slice(&c.lines), &c.scales[..])),
+                signs: o.signs.as_ref().map(|s| CodesRef {
+                    frame: s.frame.view(),
+                    bits: &s.codes.bits,
+                    factors: &s.codes.factors,
+                }),
             },
             Store::Mapped(c) => {
                 // Every section was checked (name, type, exact length) by `load`.
@@ -463,6 +495,15 @@ impl HnswIndex {
                             bytemuck::cast_slice(s("codes")),
                             bytemuck::cast_slice(s("scales")),
                         )
+                    }),
+                    signs: (self.meta.sign_words > 0).then(|| CodesRef {
+                        frame: FrameRef {
+                            dim: self.meta.dim,
+                            flips: bytemuck::cast_slice(s("rotation")),
+                            mean: bytemuck::cast_slice(s("mean")),
+                        },
+                        bits: bytemuck::cast_slice(s("signs")),
+                        factors: bytemuck::cast_slice(s("sign_factors")),
                     }),
                 }
             }
@@ -520,28 +561,48 @@ impl HnswIndex {
         Ok(q)
     }
 
-    /// The `ef` closest live nodes to the padded query `q`, closest first: a walk on the int8
-    /// codes re-ranked with exact distances when the index keeps codes, else a walk on f32.
+    /// The `ef` closest live nodes to the padded query `q`, closest first. The walk uses the
+    /// most compact distances the index keeps: one-bit codes to skip the neighbours that are
+    /// surely too far, int8 codes for the rest; f32 rows when it keeps neither. The results
+    /// are re-ranked with exact f32 distances.
     fn find(&self, q: &[f32], ef: usize) -> Vec<Cand> {
         let v = self.view();
-        let row_bytes = v.meta.stride * 4;
         let exact = v.meta.space.dist_fn();
         let Some((codes, scales)) = v.codes else {
-            return self.walk(&v, ef, &|j| exact(q, v.row(j)), &|j| {
-                prefetch(v.row(j).as_ptr().cast(), row_bytes)
-            });
+            let row_bytes = v.meta.stride * 4;
+            return self.walk(
+                &v,
+                ef,
+                &|j| exact(q, v.row(j)),
+                &|j| prefetch(v.row(j).as_ptr().cast(), row_bytes),
+                1,
+                &NoScreen,
+            );
         };
         let cs = v.meta.code_stride;
         let mut qc = vec![0i8; cs];
         let qs = quantize(&q[..v.meta.dim], &mut qc);
         let dot = dot_i8_kernel().0;
         let code = |j: u32| &codes[j as usize * cs..(j as usize + 1) * cs];
-        let mut out = self.walk(
-            &v,
-            ef,
-            &|j| -(qs * scales[j as usize] * dot(&qc, code(j)) as f32),
-            &|j| prefetch(code(j).as_ptr().cast(), cs),
-        );
+        let int8 = |j: u32| -(qs * scales[j as usize] * dot(&qc, code(j)) as f32);
+        let mut out = match v.signs {
+            None => self.walk(
+                &v,
+                ef,
+                &int8,
+                &|j| prefetch(code(j).as_ptr().cast(), cs),
+                1,
+                &NoScreen,
+            ),
+            Some(signs) => self.walk(
+                &v,
+                ef,
+                &int8,
+                &|j| prefetch(code(j).as_ptr().cast(), cs),
+                2,
+                &SignScreen::new(signs, q),
+            ),
+        };
         for c in &mut out {
             c.d = exact(q, v.row(c.id));
         }
@@ -556,6 +617,8 @@ impl HnswIndex {
         ef: usize,
         dist: &impl Fn(u32) -> f32,
         pre: &impl Fn(u32),
+        ahead: usize,
+        screen: &impl Screen,
     ) -> Vec<Cand> {
         let Some(max_level) = v.meta.max_level else {
             return Vec::new();
@@ -579,7 +642,9 @@ impl HnswIndex {
         let mut out = Vec::with_capacity(ef.min(v.meta.len));
         let bare = v.meta.deleted == 0;
         let keep = |j: u32| v.is_live(j);
-        search_layer(v, 0, cur, ef, bare, dist, &keep, pre, &mut s, &mut out);
+        search_layer(
+            v, 0, cur, ef, bare, dist, &keep, pre, ahead, screen, &mut s, &mut out,
+        );
         self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(s);
         out
     }
@@ -625,8 +690,19 @@ impl HnswIndex {
                     lines: bytemuck::pod_collect_to_vec(c),
                     scales: s.to_vec(),
                 }),
+                signs: v.signs.map(|s| Signs {
+                    frame: Frame {
+                        dim: s.frame.dim,
+                        flips: s.frame.flips.to_vec(),
+                        mean: s.frame.mean.to_vec(),
+                    },
+                    codes: signs::Codes {
+                        bits: s.bits.to_vec(),
+                        factors: s.factors.to_vec(),
+                    },
+                }),
             };
-            self.store = Store::Owned(owned);
+            self.store = Store::Owned(Box::new(owned));
         }
     }
 
@@ -692,6 +768,10 @@ impl HnswIndex {
                 meta.dim,
             ));
         }
+        if let Some(s) = &mut o.signs {
+            let more = signs::Codes::of(s.frame.view(), bytemuck::cast_slice(&lines), meta.stride);
+            s.codes.append(more);
+        }
         o.vectors.extend_from_slice(&lines);
         o.deleted.resize(new_len, 0);
         let old = std::mem::replace(&mut o.graph, empty_graph());
@@ -699,6 +779,7 @@ impl HnswIndex {
             &meta,
             bytemuck::cast_slice(&o.vectors),
             o.codes.as_ref(),
+            o.signs.as_ref(),
             &o.deleted,
             old,
             &new_levels,
@@ -816,6 +897,16 @@ impl SearchIndex for HnswIndex {
         let codes = params
             .quantize
             .then(|| Codes::of(bytemuck::cast_slice(&lines), stride, vectors.dim()));
+        let signs = params.quantize.then(|| {
+            let rows: &[f32] = bytemuck::cast_slice(&lines);
+            let frame = Frame::new(
+                rows.chunks_exact(stride).map(|r| &r[..vectors.dim()]),
+                vectors.dim(),
+                params.seed,
+            );
+            let codes = signs::Codes::of(frame.view(), rows, stride);
+            Signs { frame, codes }
+        });
         let mut meta = Meta {
             dim: vectors.dim(),
             stride,
@@ -834,11 +925,17 @@ impl SearchIndex for HnswIndex {
             } else {
                 0
             },
+            sign_words: if params.quantize {
+                signs::words(vectors.dim())
+            } else {
+                0
+            },
         };
         let graph = grow(
             &meta,
             bytemuck::cast_slice(&lines),
             codes.as_ref(),
+            signs.as_ref(),
             &deleted,
             empty_graph(),
             &levels,
@@ -855,6 +952,7 @@ impl SearchIndex for HnswIndex {
                 deleted,
                 labels: None,
                 codes,
+                signs,
             },
         ))
     }
@@ -878,16 +976,22 @@ impl SearchIndex for HnswIndex {
             sections.push(("codes", bytemuck::cast_slice(codes)));
             sections.push(("scales", bytemuck::cast_slice(scales)));
         }
+        if let Some(s) = v.signs {
+            sections.push(("rotation", bytemuck::cast_slice(s.frame.flips)));
+            sections.push(("mean", bytemuck::cast_slice(s.frame.mean)));
+            sections.push(("signs", bytemuck::cast_slice(s.bits)));
+            sections.push(("sign_factors", bytemuck::cast_slice(s.factors)));
+        }
         write_container(path, KIND, VERSION, &sections)
     }
 
     fn load(path: &Path) -> Result<Self> {
         let c = Container::open(path, KIND, 1..=VERSION)?;
         let mut w = [0u64; META_LEN];
-        let words = if c.version() == 1 {
-            META_LEN - 1
-        } else {
-            META_LEN
+        let words = match c.version() {
+            1 => META_LEN - 2,
+            2 => META_LEN - 1,
+            _ => META_LEN,
         };
         w[..words].copy_from_slice(c.section_exact::<u64>("meta", words)?);
         let bad = |m: String| Error::format(path, m);
@@ -907,6 +1011,7 @@ impl SearchIndex for HnswIndex {
             upper_len,
             has_labels,
             code_stride_w,
+            sign_words,
         ] = w;
         let space =
             Space::from_code(space).ok_or_else(|| bad(format!("unknown space code {space}")))?;
@@ -966,6 +1071,18 @@ impl SearchIndex for HnswIndex {
             c.section_exact::<u8>("codes", code_len)?;
             c.section_exact::<f32>("scales", len)?;
         }
+        if sign_words != 0 {
+            if sign_words != signs::words(dim) as u64 || space != Space::Cosine {
+                return Err(bad(format!("bad sign code row size {sign_words}")));
+            }
+            let bits = len
+                .checked_mul(sign_words as usize)
+                .ok_or_else(|| bad("sizes overflow".into()))?;
+            c.section_exact::<u64>("rotation", signs::ROUNDS * sign_words as usize)?;
+            c.section_exact::<f32>("mean", dim)?;
+            c.section_exact::<u64>("signs", bits)?;
+            c.section_exact::<f32>("sign_factors", 4 * len)?;
+        }
         if has_labels == 1 {
             c.section_exact::<u32>("labels", len)?;
         } else if c.section("labels").is_ok() {
@@ -987,6 +1104,7 @@ impl SearchIndex for HnswIndex {
             max_level,
             deleted: counted,
             code_stride: code_stride_w as usize,
+            sign_words: sign_words as usize,
         };
         Ok(HnswIndex {
             meta,

@@ -34,5 +34,6 @@ mod hnswlib;
 mod index;
 mod quant;
 mod search;
+mod signs;
 
 pub use index::{HnswIndex, HnswParams, Space};

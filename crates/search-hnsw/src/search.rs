@@ -4,9 +4,6 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-/// How many rows ahead of the distance computations the walk prefetches.
-const LOOKAHEAD: usize = 1;
-
 /// A node and its distance to the query (smaller is closer).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Cand {
@@ -80,10 +77,12 @@ impl Scratch {
         self.results.clear();
     }
 
-    /// The distance the last walk computed for node `id`, if it visited it.
+    /// The distance the last walk computed for node `id`, if it visited it and computed it.
     #[inline]
     pub fn known(&self, id: u32) -> Option<f32> {
-        (self.visited.get(id as usize) == Some(&self.epoch)).then(|| self.dists[id as usize])
+        (self.visited.get(id as usize) == Some(&self.epoch))
+            .then(|| self.dists[id as usize])
+            .filter(|d| d.is_finite())
     }
 
     /// Marks `id` visited; true when it was not yet.
@@ -101,6 +100,7 @@ impl Scratch {
 
 /// Greedy descent: from `start` (at distance `d`), move to the closest neighbour at `level`
 /// until none is closer. Returns the local minimum.
+///
 pub(crate) fn greedy<L: Links>(
     links: &L,
     level: usize,
@@ -124,9 +124,42 @@ pub(crate) fn greedy<L: Links>(
     }
 }
 
+/// How far ahead the screen's codes are prefetched.
+const S_AHEAD: usize = 8;
+
+/// A cheap test that rules out nodes surely farther than a bound.
+pub(crate) trait Screen {
+    /// False when node `j` is surely farther from the query than `bound`.
+    fn may_pass(&self, j: u32, bound: f32) -> bool;
+    /// Starts loading what [`Screen::may_pass`] reads of node `j`.
+    fn prefetch(&self, j: u32);
+    /// Whether to screen at all.
+    fn active(&self) -> bool {
+        true
+    }
+}
+
+/// No screening: every neighbour's distance is computed.
+pub(crate) struct NoScreen;
+
+impl Screen for NoScreen {
+    fn may_pass(&self, _: u32, _: f32) -> bool {
+        true
+    }
+    fn prefetch(&self, _: u32) {}
+    fn active(&self) -> bool {
+        false
+    }
+}
+
 /// Best-first search of one layer from `entry`, keeping the `ef` closest nodes found that
 /// `keep` accepts (others are walked through but not returned, like hnswlib's deleted nodes).
-/// Returns them in `out`, closest first.
+/// Returns them in `out`, closest first. `prefetch` starts loading what `dist` reads of a
+/// node, `ahead` nodes before it is needed.
+///
+/// `screen` may rule neighbours out before their distances are computed: all the new
+/// neighbours of a node are screened first (their cheap codes prefetched `S::AHEAD` ahead),
+/// then the distances of those left are computed.
 ///
 /// With `bare` (queries on a graph without deleted nodes) the walk stops as soon as the closest
 /// candidate is farther than the worst result, as hnswlib's `searchBaseLayerST<true>` does;
@@ -141,6 +174,8 @@ pub(crate) fn search_layer<L: Links>(
     dist: &impl Fn(u32) -> f32,
     keep: &impl Fn(u32) -> bool,
     prefetch: &impl Fn(u32),
+    ahead: usize,
+    screen: &impl Screen,
     s: &mut Scratch,
     out: &mut Vec<Cand>,
 ) {
@@ -162,13 +197,37 @@ pub(crate) fn search_layer<L: Links>(
         s.candidates.pop();
         links.neighbours(c.id, level, &mut buf);
         // Mark the new neighbours visited, then compute their distances while the next
-        // rows load (a short look-ahead: too many prefetches in flight stall the core).
+        // `ahead` rows load (too many prefetches in flight stall the core).
         buf.retain(|&n| s.visit(n));
-        for &n in buf.iter().take(LOOKAHEAD) {
+        if screen.active() {
+            let admit = if s.results.len() < ef {
+                f32::INFINITY
+            } else {
+                bound
+            };
+            for &n in buf.iter().take(S_AHEAD) {
+                screen.prefetch(n);
+            }
+            let mut kept = 0;
+            for j in 0..buf.len() {
+                if let Some(&next) = buf.get(j + S_AHEAD) {
+                    screen.prefetch(next);
+                }
+                let n = buf[j];
+                if screen.may_pass(n, admit) {
+                    buf[kept] = n;
+                    kept += 1;
+                } else {
+                    s.dists[n as usize] = f32::INFINITY;
+                }
+            }
+            buf.truncate(kept);
+        }
+        for &n in buf.iter().take(ahead) {
             prefetch(n);
         }
         for (j, &n) in buf.iter().enumerate() {
-            if let Some(&next) = buf.get(j + LOOKAHEAD) {
+            if let Some(&next) = buf.get(j + ahead) {
                 prefetch(next);
             }
             let d = dist(n);
