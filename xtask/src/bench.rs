@@ -57,6 +57,8 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         results_dir: args.results.clone(),
         rebuild: args.rebuild,
         progress: !args.quiet,
+        cold: !args.no_cold,
+        warmup: args.warmup,
     };
     let base_sweep = SweepSpec {
         min_seconds: args.sweep_min_seconds,

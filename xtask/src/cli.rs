@@ -22,7 +22,8 @@ pub enum Task {
     /// and every held-out query, and prints one row per engine. Built indexes are kept, so a
     /// second run with the same data and parameters skips the builds (--rebuild forces them).
     Bench(Box<BenchArgs>),
-    /// Run the Python peers (hnswlib, annoy, faiss, usearch) on the gallery and queries the
+    /// Run the Python peers (hnswlib, annoy, faiss, usearch, SymphonyQG, VSAG, NGT-QG) on the
+    /// gallery and queries the
     /// bench wrote, each with its knob swept, and merge them into the bench's JSON.
     ///
     /// Reads <results>/search_data.npy and <results>/queries.npy (written by `cargo xtask
@@ -48,6 +49,9 @@ pub enum PeerName {
     FaissHnswSq8,
     Usearch,
     UsearchF16,
+    Symqg,
+    Vsag,
+    NgtQg,
 }
 
 impl PeerName {
@@ -60,6 +64,9 @@ impl PeerName {
             PeerName::FaissHnswSq8 => "faiss-hnsw-sq8",
             PeerName::Usearch => "usearch",
             PeerName::UsearchF16 => "usearch-f16",
+            PeerName::Symqg => "symqg",
+            PeerName::Vsag => "vsag",
+            PeerName::NgtQg => "ngt-qg",
         }
     }
 }
@@ -77,7 +84,7 @@ pub struct PeersArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "faiss-flat,hnswlib,faiss-hnsw,faiss-hnsw-sq8,usearch,usearch-f16,annoy"
+        default_value = "faiss-flat,hnswlib,faiss-hnsw,faiss-hnsw-sq8,usearch,usearch-f16,symqg,vsag,ngt-qg,annoy"
     )]
     pub peers: Vec<PeerName>,
     /// Build every peer index again even when a cached one matches.
@@ -261,6 +268,15 @@ pub struct BenchArgs {
     /// Build every index again even when a cached one matches.
     #[arg(long)]
     pub rebuild: bool,
+    /// How our engines open their index files: lazy (read pages as queries touch them),
+    /// background (the kernel reads the parts every query reads ahead, while the first
+    /// queries run) or eager (read those parts before the first query).
+    #[arg(long, default_value_t = embed_store::Warmup::default())]
+    pub warmup: embed_store::Warmup,
+    /// Skip the cold-file measurements (each index file evicted from the page cache, then
+    /// loaded and asked the headline query; and read whole from cold, for scale).
+    #[arg(long)]
+    pub no_cold: bool,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

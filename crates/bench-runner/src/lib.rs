@@ -15,7 +15,7 @@
 //! let spec = SynthSpec { identities: 5, images_per_identity: 3, distractors: 200, dim: 256, seed: 1 };
 //! let workload = Workload::from_dataset(generate(&spec, &()), "doc-example", 4, 0.35)?;
 //! let dir = tempfile::tempdir()?;
-//! let options = RunOptions { results_dir: dir.path().into(), rebuild: false, progress: false };
+//! let options = RunOptions { results_dir: dir.path().into(), rebuild: false, progress: false, ..Default::default() };
 //! let run = EngineRun { params: Default::default(), headline: HeadlineSearch::Threshold, knob: None };
 //! let report = run_engine::<LinearIndex>(&workload, &run, &options)?;
 //! assert_eq!(report.recall_at_k, 1.0);
@@ -24,13 +24,14 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cache;
 mod report;
 pub mod rss;
 mod run;
 mod sweep;
 mod workload;
 
-pub use report::{EngineReport, Report};
+pub use report::{ColdStart, EngineReport, Report};
 pub use run::{
     EngineRun, ExistingIndex, HeadlineSearch, RunExtras, RunOptions, run_engine, run_engine_with,
 };

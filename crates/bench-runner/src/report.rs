@@ -16,12 +16,21 @@ pub struct EngineReport {
     /// True when no build ran: the index file of an earlier run with the same data and
     /// parameters was reused, or a file was given (`index_origin`).
     pub build_reused: bool,
-    /// Seconds to load the saved index back from disk.
+    /// Seconds to load the saved index back from a warm file (in the page cache).
     pub load_s: f64,
-    /// Seconds for the headline query, the first query after loading (as the notebook timed it).
+    /// Seconds for the headline query, the first query after that load (as the notebook timed
+    /// it), warm.
     pub query_s: f64,
-    /// `load_s + query_s`, the notebook's "Total".
+    /// `load_s + query_s`, the notebook's "Total", warm.
     pub total_s: f64,
+    /// The same three from a cold file (evicted from the page cache before the load), and the
+    /// time to read that file from start to end from cold, for scale; `None` when not measured.
+    #[serde(default)]
+    pub cold: Option<ColdStart>,
+    /// How our engines were opened (`"lazy"`, `"background"`, `"eager"`: see
+    /// `embed_store::Warmup`); `None` for peers, which load their own way.
+    #[serde(default)]
+    pub warmup: Option<String>,
     /// Median seconds per query over all held-out queries, one at a time (warm).
     pub query_median_s: f64,
     /// Labels the engine returned for the headline query (threshold search for the exact
@@ -49,6 +58,19 @@ pub struct EngineReport {
     pub rss_before_bytes: Option<u64>,
     /// Recall and queries per second at each knob value (empty unless a sweep was asked for).
     pub sweep: Vec<SweepPoint>,
+}
+
+/// Opening an index from a cold file: what a user sees after a restart.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ColdStart {
+    /// Seconds to load the index.
+    pub load_s: f64,
+    /// Seconds for the first (headline) query after it.
+    pub query_s: f64,
+    /// `load_s + query_s`: the time to the first answer.
+    pub total_s: f64,
+    /// Seconds to read the whole index file sequentially from cold (1 MiB reads).
+    pub file_read_s: f64,
 }
 
 /// A whole comparison: the headline query and one report per engine.
@@ -90,12 +112,16 @@ impl Report {
         let _ = writeln!(out, "truth:          {}\n", self.truth.join(" "));
         let _ = writeln!(
             out,
-            "{:<8} {:>10} {:>9} {:>10} {:>9} {:>11} {:>9} {:>10} {:>10} {:>9}  labels",
+            "{:<8} {:>10} {:>9} {:>10} {:>9} {:>9} {:>9} {:>11} {:>11} {:>11} {:>9} {:>10} {:>10} {:>9}  labels",
             "engine",
             "build (s)",
             "load (s)",
             "query (s)",
             "total (s)",
+            "cold load",
+            "cold 1st",
+            "cold total",
+            "file read",
             "median (ms)",
             "recall@k",
             "thr.recall",
@@ -110,14 +136,23 @@ impl Report {
             let peak = e
                 .peak_rss_bytes
                 .map_or("-".to_owned(), |b| format!("{:.0}", b as f64 / 1e6));
+            let cold = |f: fn(&ColdStart) -> f64| {
+                e.cold
+                    .as_ref()
+                    .map_or("-".to_owned(), |c| format!("{:.4}", f(c)))
+            };
             let _ = writeln!(
                 out,
-                "{:<8} {:>10} {:>9.4} {:>10.6} {:>9.4} {:>11.3} {:>9.3} {:>10.3} {:>10.1} {:>9}  {}",
+                "{:<8} {:>10} {:>9.4} {:>10.6} {:>9.4} {:>9} {:>9} {:>11} {:>11} {:>11.3} {:>9.3} {:>10.3} {:>10.1} {:>9}  {}",
                 e.name,
                 build,
                 e.load_s,
                 e.query_s,
                 e.total_s,
+                cold(|c| c.load_s),
+                cold(|c| c.query_s),
+                cold(|c| c.total_s),
+                cold(|c| c.file_read_s),
                 e.query_median_s * 1e3,
                 e.recall_at_k,
                 e.threshold_recall,
@@ -126,6 +161,18 @@ impl Report {
                 e.labels.join(" ")
             );
         }
+        let _ = writeln!(
+            out,
+            "\nload/query/total: warm (the index file in the page cache), in seconds; cold \
+             load/1st/total: the same after evicting the file from the page cache (posix_fadvise \
+             DONTNEED); file read: reading the whole file from cold.{}",
+            self.engines
+                .iter()
+                .find_map(|e| e.warmup.as_ref())
+                .map_or(String::new(), |w| format!(
+                    " Our engines open with warm-up \"{w}\"."
+                ))
+        );
         if self
             .engines
             .iter()

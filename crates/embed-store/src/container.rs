@@ -183,6 +183,21 @@ impl Container {
         })
     }
 
+    /// Advises the kernel to read the sections named in `hot` ahead as `mode` says, and the
+    /// rest at random; see [`crate::warm`].
+    pub fn warm(&self, hot: &[(&str, crate::Access)], mode: crate::Warmup) {
+        let ranges: Vec<(Range<usize>, crate::Access)> = self
+            .sections
+            .iter()
+            .filter_map(|(n, r)| {
+                hot.iter()
+                    .find(|(h, _)| h == n)
+                    .map(|(_, a)| (r.clone(), *a))
+            })
+            .collect();
+        crate::warm(&self.map, &ranges, mode);
+    }
+
     /// The file this container was opened from.
     pub fn path(&self) -> &Path {
         &self.path

@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::vectors::VectorView;
+use crate::warm::Warmup;
 
 /// One search result: a gallery row and its cosine similarity to the query.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -64,8 +65,15 @@ pub trait SearchIndex: Send + Sync + Sized {
     /// Writes the index to `path` atomically: a failed write leaves any previous file intact.
     fn save(&self, path: &Path) -> Result<()>;
 
-    /// Opens an index written by [`SearchIndex::save`], validating it first.
-    fn load(path: &Path) -> Result<Self>;
+    /// Opens an index written by [`SearchIndex::save`], validating it first, with the
+    /// default [`Warmup`] (the kernel reads the parts every search reads in the background).
+    fn load(path: &Path) -> Result<Self> {
+        Self::load_with(path, Warmup::default())
+    }
+
+    /// Opens an index written by [`SearchIndex::save`], validating it first, bringing the
+    /// parts every search reads into memory as `warmup` says.
+    fn load_with(path: &Path, warmup: Warmup) -> Result<Self>;
 
     /// Number of components per vector.
     fn dim(&self) -> usize;

@@ -31,6 +31,7 @@ pub mod npy;
 mod progress;
 pub mod synth;
 mod vectors;
+mod warm;
 
 pub use engine::{Hit, Knob, SearchIndex, check_gallery_len, check_k, check_tau};
 pub use error::{Error, Result};
@@ -38,3 +39,4 @@ pub use fileio::{map_file, write_atomically};
 pub use gallery::Gallery;
 pub use progress::Progress;
 pub use vectors::{VectorView, Vectors, check_vector, normalized, normalized_rows};
+pub use warm::{Access, Warmup, read_ahead, warm};

@@ -3,10 +3,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use embed_store::kernels::dot_kernel;
 use embed_store::{
-    Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, check_k, check_tau, check_vector,
-    map_file, normalized, write_atomically,
+    Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, Warmup, check_k, check_tau,
+    check_vector, map_file, normalized, write_atomically,
 };
 
 use crate::build::{BuildSpec, Split, build_forest};
@@ -75,6 +77,9 @@ pub struct ForestIndex {
     search_k: Option<usize>,
     /// The file it was opened from, for error messages.
     source: PathBuf,
+    /// Set when opened from a file that may be cold: the next query first asks the kernel to
+    /// read all its candidates' rows at once (see [`ForestIndex::read_ahead`]).
+    cold: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -89,6 +94,12 @@ impl ForestIndex {
     /// [`SearchIndex::load`]); every other tree node is checked when a query reads it
     /// ([`ForestIndex::verify`] checks them all).
     pub fn open(path: &Path, dim: usize, metric: Metric) -> Result<Self> {
+        Self::open_with(path, dim, metric, Warmup::default())
+    }
+
+    /// [`ForestIndex::open`], bringing the split nodes (which every query walks) into memory
+    /// as `warmup` says; item vectors are read as the queries pick them.
+    pub fn open_with(path: &Path, dim: usize, metric: Metric, warmup: Warmup) -> Result<Self> {
         if dim == 0 {
             return Err(Error::InvalidArgument(
                 "dimension must be at least 1".into(),
@@ -97,12 +108,14 @@ impl ForestIndex {
         let map = map_file(path)?;
         let layout = Layout::new(metric, dim);
         let shape = validate(words_of(&map, path)?, &layout, path)?;
+        warm_split_nodes(&map, &layout, &shape, warmup);
         Ok(ForestIndex {
             storage: Storage::Mapped(map),
             layout,
             shape,
             search_k: None,
             source: path.to_path_buf(),
+            cold: AtomicBool::new(warmup != Warmup::Lazy),
         })
     }
 
@@ -186,6 +199,7 @@ impl ForestIndex {
             forest
                 .gather(query, search_k, dot, s)
                 .map_err(|msg| self.damaged(msg))?;
+            self.read_ahead(&mut s.cands);
             let mut scored: Vec<(f32, u32)> = s
                 .cands
                 .iter()
@@ -203,6 +217,25 @@ impl ForestIndex {
                 .map(|(d, i)| (i, d.max(0.0).sqrt()))
                 .collect())
         })
+    }
+
+    /// On the first query after opening a file that may be cold, asks the kernel to read
+    /// every candidate's item row at once: thousands of rows scattered over the file arrive
+    /// in parallel instead of one page fault after another. Sorts `cands` (the scores do not
+    /// depend on their order).
+    fn read_ahead(&self, cands: &mut [u32]) {
+        if !self.cold.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        if let Storage::Mapped(map) = &self.storage {
+            let node = self.layout.node_bytes();
+            cands.sort_unstable();
+            let rows: Vec<std::ops::Range<usize>> = cands
+                .iter()
+                .map(|&i| i as usize * node..(i as usize + 1) * node)
+                .collect();
+            embed_store::read_ahead(map, &rows);
+        }
     }
 
     fn words(&self) -> &[u32] {
@@ -238,6 +271,7 @@ impl ForestIndex {
             forest
                 .gather(&q, search_k, dot, s)
                 .map_err(|msg| self.damaged(msg))?;
+            self.read_ahead(&mut s.cands);
             s.hits.clear();
             const AHEAD: usize = 6;
             for (n, &i) in s.cands.iter().enumerate() {
@@ -257,6 +291,16 @@ impl ForestIndex {
             Ok(finish(&mut s.hits))
         })
     }
+}
+
+/// The split nodes (after the item nodes, up to the end) are what every query walks.
+fn warm_split_nodes(map: &memmap2::Mmap, layout: &Layout, shape: &Shape, warmup: Warmup) {
+    let start = shape.n_items.saturating_mul(layout.node_bytes());
+    embed_store::warm(
+        map,
+        &[(start..map.len(), embed_store::Access::Random)],
+        warmup,
+    );
 }
 
 fn words_of<'m>(map: &'m memmap2::Mmap, path: &Path) -> Result<&'m [u32]> {
@@ -325,6 +369,7 @@ impl SearchIndex for ForestIndex {
             shape,
             search_k: None,
             source,
+            cold: AtomicBool::new(false),
         })
     }
 
@@ -335,7 +380,7 @@ impl SearchIndex for ForestIndex {
     /// Opens an angular Annoy file, reading its dimension from the file itself (the node size
     /// must divide the file and item 0's stored squared norm must match its vector). Use
     /// [`ForestIndex::open`] to give the dimension and metric explicitly.
-    fn load(path: &Path) -> Result<Self> {
+    fn load_with(path: &Path, warmup: Warmup) -> Result<Self> {
         let map = map_file(path)?;
         let words = words_of(&map, path)?;
         if words.is_empty() {
@@ -366,12 +411,14 @@ impl SearchIndex for ForestIndex {
                 )
             }));
         };
+        warm_split_nodes(&map, &layout, &shape, warmup);
         Ok(ForestIndex {
             storage: Storage::Mapped(map),
             layout,
             shape,
             search_k: None,
             source: path.to_path_buf(),
+            cold: AtomicBool::new(warmup != Warmup::Lazy),
         })
     }
 

@@ -5,7 +5,8 @@ use std::sync::Mutex;
 
 use embed_store::container::{Container, write_container};
 use embed_store::{
-    Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, check_k, check_tau, check_vector,
+    Access, Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, Warmup, check_k,
+    check_tau, check_vector,
 };
 use rayon::prelude::*;
 
@@ -985,7 +986,9 @@ impl SearchIndex for HnswIndex {
         write_container(path, KIND, VERSION, &sections)
     }
 
-    fn load(path: &Path) -> Result<Self> {
+    /// Hot: everything but the f32 rows (of which a query re-ranks `ef`), unless the index
+    /// keeps no codes and walks on them.
+    fn load_with(path: &Path, warmup: Warmup) -> Result<Self> {
         let c = Container::open(path, KIND, 1..=VERSION)?;
         let mut w = [0u64; META_LEN];
         let words = match c.version() {
@@ -1106,6 +1109,26 @@ impl SearchIndex for HnswIndex {
             code_stride: code_stride_w as usize,
             sign_words: sign_words as usize,
         };
+        let mut hot = [
+            "links0",
+            "upper",
+            "upper_off",
+            "levels",
+            "deleted",
+            "labels",
+            "codes",
+            "scales",
+            "rotation",
+            "mean",
+            "signs",
+            "sign_factors",
+        ]
+        .map(|name| (name, Access::Random))
+        .to_vec();
+        if meta.code_stride == 0 {
+            hot.push(("vectors", Access::Random));
+        }
+        c.warm(&hot, warmup);
         Ok(HnswIndex {
             meta,
             store: Store::Mapped(c),

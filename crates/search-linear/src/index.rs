@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use embed_store::container::{Container, write_container};
 use embed_store::kernels::{DotFn, dot_kernel};
 use embed_store::{
-    Error, Hit, Progress, Result, SearchIndex, VectorView, check_k, check_tau, normalized,
-    normalized_rows,
+    Access, Error, Hit, Progress, Result, SearchIndex, VectorView, Warmup, check_k, check_tau,
+    normalized, normalized_rows,
 };
 use rayon::prelude::*;
 
@@ -717,8 +717,23 @@ impl SearchIndex for LinearIndex {
         self.write(path, None)
     }
 
-    fn load(path: &Path) -> Result<Self> {
-        Self::from_container(Container::open(path, KIND, 1..=VERSION)?)
+    /// Hot: the int8 codes and their constants, which a single query scans in full (only
+    /// the rows it cannot rule out are read in f32); the f32 rows when there are no codes.
+    fn load_with(path: &Path, warmup: Warmup) -> Result<Self> {
+        let index = Self::from_container(Container::open(path, KIND, 1..=VERSION)?)?;
+        if let Storage::Mapped {
+            container,
+            has_codes,
+        } = &index.storage
+        {
+            let hot: &[(&str, Access)] = if *has_codes {
+                &[("codes", Access::Scan), ("code_meta", Access::Scan)]
+            } else {
+                &[("vectors", Access::Scan)]
+            };
+            container.warm(hot, warmup);
+        }
+        Ok(index)
     }
 
     fn dim(&self) -> usize {

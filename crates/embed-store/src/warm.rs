@@ -1,0 +1,228 @@
+//! How an index opened from a file gets its pages into memory.
+//!
+//! Our indexes are memory-mapped: opening one reads almost nothing, and every page a query
+//! touches is read from disk the first time. A query touches few pages of some parts (the f32
+//! rows it re-ranks) and pages all over others (the graph's links, the compact codes, the
+//! trees' split nodes): faulting those in one by one from a cold file is many times slower
+//! than reading them in one sweep. So an engine names its *hot* byte ranges, and [`warm`]
+//! asks the kernel to read them ahead, as [`Warmup`] says, while the rest is marked as read
+//! at random (no read-around of megabytes for each 2 KB row).
+
+use std::ops::Range;
+
+use memmap2::{Advice, Mmap};
+
+/// How an index opened from a file brings the parts its searches read into memory.
+///
+/// ```
+/// use embed_store::Warmup;
+/// assert_eq!(Warmup::default(), Warmup::Background);
+/// assert_eq!("eager".parse::<Warmup>(), Ok(Warmup::Eager));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Warmup {
+    /// Read nothing ahead: each page is read when a query first touches it. Opening costs
+    /// microseconds; the first queries on a cold file pay a disk read per page they touch.
+    Lazy,
+    /// Ask the kernel to read the hot parts (graph, codes, tree nodes) in the background and
+    /// return at once: the first query runs while they arrive. The default.
+    #[default]
+    Background,
+    /// Read the hot parts in before returning: opening takes about as long as reading them,
+    /// and then every query runs at full speed.
+    Eager,
+}
+
+impl std::str::FromStr for Warmup {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "lazy" => Ok(Warmup::Lazy),
+            "background" => Ok(Warmup::Background),
+            "eager" => Ok(Warmup::Eager),
+            _ => Err(format!(
+                "unknown warm-up {s:?}: expected lazy, background or eager"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Warmup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Warmup::Lazy => "lazy",
+            Warmup::Background => "background",
+            Warmup::Eager => "eager",
+        })
+    }
+}
+
+/// How a search reads a hot range of an index file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// From start to end (an exact scan over int8 codes).
+    Scan,
+    /// Here and there (a graph's links, codes looked up by id, tree nodes).
+    Random,
+}
+
+/// Advises the kernel about `map`: the byte ranges in `hot` are read ahead as `mode` says,
+/// everything else is marked as read at random. Advice only: a kernel that refuses some of it
+/// (an old one without `MADV_POPULATE_READ`, say) still gives correct reads, so failures are
+/// ignored, except that [`Warmup::Eager`] then touches every hot page itself.
+///
+/// With [`Warmup::Background`] a query runs while the read-ahead streams in, and faults on the
+/// pages that have not arrived yet: in a [`Access::Random`] range such a fault reads its own
+/// page only (the kernel's default read-around would fetch megabytes the read-ahead is
+/// fetching anyway); in a [`Access::Scan`] range the scan's faults read ahead too.
+pub fn warm(map: &Mmap, hot: &[(Range<usize>, Access)], mode: Warmup) {
+    let page = page_size();
+    let len = map.len();
+    if len == 0 {
+        return;
+    }
+    // Whole pages only: a page shared by a hot and a cold range counts as hot. Ranges past the
+    // end of the map are ignored.
+    let mut pages: Vec<(Range<usize>, Access)> = hot
+        .iter()
+        .filter(|(r, _)| r.start < r.end && r.start < len)
+        .map(|(r, a)| {
+            (
+                r.start / page * page..r.end.min(len).div_ceil(page) * page,
+                *a,
+            )
+        })
+        .collect();
+    pages.sort_by_key(|(r, _)| r.start);
+    let _ = map.advise(Advice::Random);
+    if mode == Warmup::Lazy {
+        return;
+    }
+    for (r, access) in &pages {
+        let r = r.start..r.end.min(len);
+        match mode {
+            Warmup::Lazy => {}
+            Warmup::Background => {
+                if *access == Access::Scan {
+                    let _ = map.advise_range(Advice::Sequential, r.start, r.len());
+                }
+                let _ = map.advise_range(Advice::WillNeed, r.start, r.len());
+            }
+            Warmup::Eager => {
+                let _ = map.advise_range(Advice::Sequential, r.start, r.len());
+                if !populate(map, r.clone()) {
+                    touch(&map[r.clone()], page);
+                }
+                let _ = map.advise_range(Advice::Normal, r.start, r.len());
+            }
+        }
+    }
+}
+
+/// Asks the kernel to start reading the pages of `ranges` (sorted by start) of `map`, all at
+/// once (`MADV_WILLNEED`), so that the disk serves them in parallel instead of one page fault
+/// after another: for a query about to read rows scattered over a cold file. Advice only.
+pub fn read_ahead(map: &Mmap, ranges: &[Range<usize>]) {
+    let page = page_size();
+    let mut current: Option<Range<usize>> = None;
+    let flush = |r: Range<usize>| {
+        let _ = map.advise_range(Advice::WillNeed, r.start, r.end.min(map.len()) - r.start);
+    };
+    for r in ranges
+        .iter()
+        .filter(|r| r.start < r.end && r.start < map.len())
+    {
+        let pages = r.start / page * page..r.end.div_ceil(page) * page;
+        current = match current {
+            Some(c) if pages.start <= c.end => Some(c.start..c.end.max(pages.end)),
+            Some(c) => {
+                flush(c);
+                Some(pages)
+            }
+            None => Some(pages),
+        };
+    }
+    if let Some(c) = current {
+        flush(c);
+    }
+}
+
+/// Reads the pages of `r` in with `MADV_POPULATE_READ` (Linux 5.14 on); false if refused.
+#[cfg(target_os = "linux")]
+fn populate(map: &Mmap, r: Range<usize>) -> bool {
+    map.advise_range(Advice::PopulateRead, r.start, r.len())
+        .is_ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn populate(_: &Mmap, _: Range<usize>) -> bool {
+    false
+}
+
+/// Reads one byte of every page of `bytes`.
+fn touch(bytes: &[u8], page: usize) {
+    let mut sum = 0u8;
+    for b in bytes.iter().step_by(page) {
+        sum = sum.wrapping_add(*b);
+    }
+    std::hint::black_box(sum);
+}
+
+#[cfg(unix)]
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size)
+        .ok()
+        .filter(|&s| s > 0)
+        .unwrap_or(4096)
+}
+
+#[cfg(not(unix))]
+fn page_size() -> usize {
+    4096
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn every_mode_leaves_the_bytes_readable_and_unchanged() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        file.write_all(&data).unwrap();
+        for mode in [Warmup::Lazy, Warmup::Background, Warmup::Eager] {
+            let map = crate::map_file(file.path()).unwrap();
+            let hot = [
+                (100..9_000, Access::Scan),
+                (20_000..49_999, Access::Random),
+                (60_000..70_000, Access::Random),
+            ];
+            warm(&map, &hot, mode);
+            assert_eq!(&map[..], &data[..], "{mode}");
+        }
+    }
+
+    #[test]
+    fn read_ahead_takes_any_ranges() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(&[7u8; 30_000]).unwrap();
+        let map = crate::map_file(file.path()).unwrap();
+        read_ahead(
+            &map,
+            &[0..10, 5..5000, 9000..9100, 29_990..40_000, 50_000..60_000],
+        );
+        assert!(map.iter().all(|&b| b == 7));
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for mode in [Warmup::Lazy, Warmup::Background, Warmup::Eager] {
+            assert_eq!(mode.to_string().parse::<Warmup>(), Ok(mode));
+        }
+        assert!("soon".parse::<Warmup>().unwrap_err().contains("lazy"));
+    }
+}
