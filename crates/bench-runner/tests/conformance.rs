@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use embed_store::synth::{SynthSpec, generate};
-use embed_store::{Error, Gallery, Hit, SearchIndex, Vectors};
+use embed_store::{Error, Gallery, Hit, SearchIndex, Vectors, Warmup};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use search_forest::ForestIndex;
@@ -332,6 +332,40 @@ fn child_save_fails<E: SearchIndex>(params: E::Params) {
     );
 }
 
+/// An index opened from a cold file (evicted from the page cache), in every warm-up mode,
+/// answers every query exactly as the index that was saved, and as the same file opened warm.
+fn cold_files_answer_as_warm_ones<E: SearchIndex>(params: E::Params) {
+    let gallery = small_gallery(4);
+    let built: E = build(&gallery, &params);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.idx");
+    built.save(&path).unwrap();
+    let queries = small_gallery(5);
+    let answers = |index: &E| -> Vec<(Vec<Hit>, Vec<Hit>)> {
+        queries
+            .vectors()
+            .view()
+            .rows()
+            .map(|q| {
+                (
+                    index.search(q, 7).unwrap(),
+                    index.search_threshold(q, 0.3).unwrap(),
+                )
+            })
+            .collect()
+    };
+    let want = answers(&built);
+    for warmup in [Warmup::Lazy, Warmup::Background, Warmup::Eager] {
+        bench_runner::cache::evict(&path).unwrap();
+        let cold = E::load_with(&path, warmup).unwrap();
+        assert_eq!(answers(&cold), want, "{} opened cold, {warmup}", E::NAME);
+        drop(cold);
+        bench_runner::cache::make_warm(&path).unwrap();
+        let warm = E::load_with(&path, warmup).unwrap();
+        assert_eq!(answers(&warm), want, "{} opened warm, {warmup}", E::NAME);
+    }
+}
+
 macro_rules! conformance {
     ($module:ident, $engine:ty, $params:expr) => {
         mod $module {
@@ -356,6 +390,10 @@ macro_rules! conformance {
             #[test]
             fn duplicate_rows() {
                 duplicate_rows_are_both_found::<$engine>($params);
+            }
+            #[test]
+            fn cold_files() {
+                cold_files_answer_as_warm_ones::<$engine>($params);
             }
             #[test]
             fn concurrent_queries() {
