@@ -3,7 +3,7 @@
 
 usage: peers.py PEER --results DIR --key KEY [--k 4] [--min-seconds 0.5] [--rebuild]
 PEER: hnswlib | annoy | faiss-flat | faiss-hnsw | faiss-hnsw-sq8 | usearch | usearch-f16 |
-      symqg | vsag | ngt-qg
+      symqg | vsag | ngt-onng
 
 Reads DIR/search_data.npy and DIR/queries.npy (the notebook's layout: vectors, then labels, in
 one file) and DIR/headline.npy, all written by `cargo xtask bench`; scales every row to unit
@@ -326,7 +326,7 @@ def vsag_peer():
         return Knobbed(index, EF_DEFAULT)
 
     def one(index, x, k):
-        _, ids = index.index.knn_search(x, k, json.dumps({"hgraph": {"ef_search": index.knob}}))
+        ids, _ = index.index.knn_search(x, k, json.dumps({"hgraph": {"ef_search": index.knob}}))
         return list(ids)
 
     def search(index, q, k, threads):
@@ -347,24 +347,25 @@ def vsag_peer():
 
 
 def ngt_peer():
+    """NGT's ONNG (an ANNG refined by ngtpy's Optimizer). Its quantised graph (QG) needs the
+    `qbg` command-line tool, which the PyPI package does not ship."""
+    import shutil
     import ngtpy
 
     def build(path):
-        import shutil
         shutil.rmtree(path, ignore_errors=True)
         anng = path + ".anng"
         shutil.rmtree(anng, ignore_errors=True)
         ngtpy.create(anng, dim, edge_size_for_creation=M, distance_type="Normalized Cosine")
-        index = ngtpy.Index(anng)
+        index = ngtpy.Index(anng, log_disabled=True)
         index.batch_insert(gallery, num_threads=THREADS)
         index.save()
         index.close()
         ngtpy.Optimizer(log_disabled=True).execute(anng, path)
         shutil.rmtree(anng, ignore_errors=True)
-        ngtpy.QuantizedIndex(path, log_disabled=True)  # quantises the graph (QG) on first open
 
     def load(path):
-        return Knobbed(ngtpy.QuantizedIndex(path, log_disabled=True), 0.1)
+        return Knobbed(ngtpy.Index(path, read_only=True, log_disabled=True), 0.1)
 
     def one(index, x, k):
         return [int(i) for i, _ in index.index.search(x, k, epsilon=index.knob)]
@@ -381,7 +382,7 @@ def ngt_peer():
         index.knob = v / 1000.0
 
     return dict(version=getattr(ngtpy, "__version__", "?"),
-                params=f"ONNG from ANNG edge_size_for_creation={M}, quantised (QG), Normalized Cosine; knob = epsilon x 1000",
+                params=f"ONNG (ANNG edge_size_for_creation={M}, ngtpy Optimizer), Normalized Cosine; knob = epsilon x 1000",
                 build=build, load=load, search=search, knob="epsilon_x1000",
                 values=[0, 20, 50, 100, 150, 200, 300], default=100, set_knob=set_knob)
 
@@ -403,7 +404,7 @@ PEERS = {
     "usearch-f16": lambda: usearch_peer("f16"),
     "symqg": symqg_peer,
     "vsag": vsag_peer,
-    "ngt-qg": ngt_peer,
+    "ngt-onng": ngt_peer,
 }
 if a.peer not in PEERS:
     sys.exit(f"unknown peer {a.peer}; one of {', '.join(PEERS)}")

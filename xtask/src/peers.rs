@@ -172,7 +172,7 @@ const PAIRS: [(&str, &[&str]); 3] = [
             "usearch-f16",
             "symqg",
             "vsag",
-            "ngt-qg",
+            "ngt-onng",
         ],
     ),
     ("forest", &["annoy"]),
