@@ -22,17 +22,19 @@ pub enum Task {
     /// and every held-out query, and prints one row per engine. Built indexes are kept, so a
     /// second run with the same data and parameters skips the builds (--rebuild forces them).
     Bench(Box<BenchArgs>),
-    /// Run the Python peers (hnswlib, annoy, faiss, usearch, SymphonyQG, VSAG, NGT) on the
-    /// gallery and queries the
-    /// bench wrote, each with its knob swept, and merge them into the bench's JSON.
+    /// Run the Python peers (hnswlib, annoy, faiss, usearch, SymphonyQG, VSAG, NGT) and the
+    /// Rust crates hnswlib-rs and annoy-rs on the gallery and queries the bench wrote, each
+    /// with its knob swept, and merge them into the bench's JSON.
     ///
     /// Reads <results>/search_data.npy and <results>/queries.npy (written by `cargo xtask
     /// bench`) and the bench's JSON (--json), makes a Python virtualenv with
     /// `scripts/pyenv.sh --peers` (target/pyenv), runs each peer in its own Python process
     /// (scripts/peers.py: build or reuse a cached index file, load it back, sweep its knob on
     /// one thread and on all threads, peak memory), writes the results under "peers" in the
-    /// same JSON, and prints the ratios ours/theirs. Stops with a clear message when python3 or
-    /// pip is missing. Never needed by the crates or by `cargo test`.
+    /// same JSON, and prints the ratios ours/theirs. The Rust peers run in their own process
+    /// too (`cargo +nightly run` of peers-rs/, outside the workspace: hnswlib-rs needs nightly),
+    /// measured by bench-runner like our engines. Stops with a clear message when python3, pip
+    /// or the nightly toolchain is missing. Never needed by the crates or by `cargo test`.
     Peers(PeersArgs),
     /// Write report.html again from a bench JSON (with its peers), without measuring anything.
     Report(ReportArgs),
@@ -52,6 +54,10 @@ pub enum PeerName {
     Symqg,
     Vsag,
     NgtOnng,
+    /// The Rust crate hnswlib-rs 0.10.0 (peers-rs/, nightly).
+    HnswlibRs,
+    /// The Rust crate annoy-rs 0.1.0, serving our forest's Annoy file (peers-rs/, nightly).
+    AnnoyRs,
 }
 
 impl PeerName {
@@ -67,7 +73,14 @@ impl PeerName {
             PeerName::Symqg => "symqg",
             PeerName::Vsag => "vsag",
             PeerName::NgtOnng => "ngt-onng",
+            PeerName::HnswlibRs => "hnswlib-rs",
+            PeerName::AnnoyRs => "annoy-rs",
         }
+    }
+
+    /// True for the Rust peers, run from peers-rs/ with nightly cargo rather than Python.
+    pub fn is_rust(self) -> bool {
+        matches!(self, PeerName::HnswlibRs | PeerName::AnnoyRs)
     }
 }
 
@@ -87,7 +100,7 @@ pub struct PeersArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "faiss-flat,hnswlib,faiss-hnsw,faiss-hnsw-sq8,usearch,usearch-f16,symqg,vsag,annoy"
+        default_value = "faiss-flat,hnswlib,faiss-hnsw,faiss-hnsw-sq8,usearch,usearch-f16,symqg,vsag,annoy,hnswlib-rs,annoy-rs"
     )]
     pub peers: Vec<PeerName>,
     /// Build every peer index again even when a cached one matches.

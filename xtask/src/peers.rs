@@ -1,5 +1,6 @@
-//! `cargo xtask peers`: Python hnswlib, annoy, faiss and usearch on the bench's data, merged
-//! into the bench's JSON, with the ratios ours/theirs.
+//! `cargo xtask peers`: Python hnswlib, annoy, faiss and usearch, and the Rust crates
+//! hnswlib-rs and annoy-rs (peers-rs/, built with nightly), on the bench's data, merged into the
+//! bench's JSON, with the ratios ours/theirs.
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -48,15 +49,45 @@ pub fn run(args: &PeersArgs) -> Result<(), Box<dyn Error>> {
     let k = doc["k"].as_u64().unwrap_or(4);
 
     let root = workspace_root();
-    let python = python(&root)?;
+    // Check for what the chosen peers need before running any of them.
+    let python = if args.peers.iter().any(|p| !p.is_rust()) {
+        Some(python(&root)?)
+    } else {
+        None
+    };
+    if args.peers.iter().any(|p| p.is_rust()) {
+        check_nightly()?;
+    }
     let script = root.join("scripts/peers.py");
     let mut peers: Vec<Value> = doc["peers"].as_array().cloned().unwrap_or_default();
     for peer in &args.peers {
         let name = peer.as_str();
         eprintln!("running peer {name}...");
-        let mut cmd = Command::new(&python);
-        cmd.arg(&script)
-            .arg(name)
+        let (mut cmd, program) = match &python {
+            Some(python) if !peer.is_rust() => {
+                let mut cmd = Command::new(python);
+                cmd.arg(&script);
+                (cmd, python.display().to_string())
+            }
+            _ => {
+                let manifest = root.join("peers-rs/Cargo.toml");
+                eprintln!(
+                    "(cargo +nightly run --release --manifest-path {}: the first build takes \
+                     minutes)",
+                    manifest.display()
+                );
+                let mut cmd = Command::new("cargo");
+                cmd.args(["+nightly", "run", "--release", "--manifest-path"])
+                    .arg(&manifest)
+                    .arg("--")
+                    // A toolchain chosen for this xtask process must not override +nightly.
+                    .env_remove("RUSTUP_TOOLCHAIN")
+                    .env_remove("RUSTC")
+                    .env_remove("RUSTDOC");
+                (cmd, "cargo +nightly".to_owned())
+            }
+        };
+        cmd.arg(name)
             .arg("--results")
             .arg(&args.results)
             .args(["--key", &key, "--k", &k.to_string()])
@@ -65,9 +96,14 @@ pub fn run(args: &PeersArgs) -> Result<(), Box<dyn Error>> {
         if args.rebuild {
             cmd.arg("--rebuild");
         }
-        let out = cmd
-            .output()
-            .map_err(|e| format!("{}: {e}", python.display()))?;
+        if peer.is_rust() {
+            // peers.py always sweeps; the Rust peers sweep when asked. Same threshold as the bench.
+            cmd.arg("--sweep");
+            if let Some(tau) = doc["tau"].as_f64() {
+                cmd.args(["--tau", &(tau as f32).to_string()]);
+            }
+        }
+        let out = cmd.output().map_err(|e| format!("{program}: {e}"))?;
         if !out.status.success() {
             return Err(format!("peer {name} failed ({})", out.status).into());
         }
@@ -82,10 +118,16 @@ pub fn run(args: &PeersArgs) -> Result<(), Box<dyn Error>> {
         std::fs::write(&args.json, serde_json::to_string_pretty(&doc)?)?;
     }
     doc["peers_params"] = json!({
-        "note": "each peer runs in its own Python process; peers ask all queries in one batch \
-                 call (annoy: one call per query, a thread pool for all threads); ours call \
-                 search() per query through the SearchIndex trait",
-        "python": python.display().to_string(),
+        "note": "each peer runs in its own process; Python peers ask all queries in one batch \
+                 call (annoy: one call per query, a thread pool for all threads); ours and the \
+                 Rust peers (hnswlib-rs, annoy-rs) call search() per query through the \
+                 SearchIndex trait, measured by bench-runner",
+        // A run of Rust peers alone keeps the Python of the peers merged earlier.
+        "python": python.map_or_else(
+            || doc["peers_params"]["python"].clone(),
+            |p| json!(p.display().to_string())
+        ),
+        "rust_peers": "peers-rs/ built by `cargo +nightly run --release` (target-cpu=native)",
     });
     std::fs::write(&args.json, serde_json::to_string_pretty(&doc)?)?;
     eprintln!("wrote {}", args.json.display());
@@ -93,6 +135,27 @@ pub fn run(args: &PeersArgs) -> Result<(), Box<dyn Error>> {
     if let Some(dir) = &args.report {
         let page = crate::report_html::write(dir, &doc)?;
         eprintln!("wrote {}", page.display());
+    }
+    Ok(())
+}
+
+/// The Rust peers are built with nightly cargo (hnswlib-rs 0.10.0 does not build on stable).
+fn check_nightly() -> Result<(), Box<dyn Error>> {
+    let ok = Command::new("cargo")
+        .args(["+nightly", "--version"])
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return Err(
+            "the Rust peers (hnswlib-rs, annoy-rs) need the nightly toolchain, which \
+             `cargo +nightly` could not find: hnswlib-rs 0.10.0 does not build on stable Rust. \
+             Install it with `rustup toolchain install nightly`, or leave them out, e.g. \
+             --peers faiss-flat,hnswlib,annoy."
+                .into(),
+        );
     }
     Ok(())
 }
@@ -173,9 +236,10 @@ const PAIRS: [(&str, &[&str]); 3] = [
             "symqg",
             "vsag",
             "ngt-onng",
+            "hnswlib-rs",
         ],
     ),
-    ("forest", &["annoy"]),
+    ("forest", &["annoy", "annoy-rs"]),
 ];
 
 /// Best queries/s (one thread or all) among the sweep points with recall ≥ `target`.

@@ -121,7 +121,7 @@ pub fn render(doc: &Value) -> Result<String, Box<dyn Error>> {
         h.push_str(&bar_chart(&entries, field, scale, unit)?);
         let _ = write!(h, "<figcaption>{caption}</figcaption></figure>");
     }
-    h.push_str("</div>\n<p class=\"note\">Build time 0 or missing: the index file was given or reused from an earlier run (its recorded build time is shown when reused). Peak memory: the process's high-water mark during that engine's build, load and queries (Linux VmHWM, reset before each engine), including the gallery and queries it holds; peers each run in their own Python process.</p>\n");
+    h.push_str("</div>\n<p class=\"note\">Build time 0 or missing: the index file was given or reused from an earlier run (its recorded build time is shown when reused). Peak memory: the process's high-water mark during that engine's build, load and queries (Linux VmHWM, reset before each engine), including the gallery and queries it holds; peers each run in their own process (Python, or peers-rs/ for the Rust crates).</p>\n");
 
     if doc["peers"].is_array() {
         let table = crate::peers::ratio_table(doc);
