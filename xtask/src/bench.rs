@@ -106,7 +106,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
                     m: args.m,
                     ef_construction: args.ef_construction,
                     ef: args.ef,
-                    seed: args.seed,
+                    seed: args.build_seed.unwrap_or(args.seed),
                     ..Default::default()
                 };
                 let run = EngineRun {
@@ -126,7 +126,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
             EngineName::Forest => {
                 let params = ForestParams {
                     n_trees: args.trees,
-                    seed: args.seed,
+                    seed: args.build_seed.unwrap_or(args.seed),
                     leaf_size: args.leaf.0,
                     ..Default::default()
                 };

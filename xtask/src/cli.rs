@@ -190,6 +190,10 @@ pub struct BenchArgs {
     /// Seed of the dataset and of every randomised build.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Seed of the randomised builds (HNSW levels and insertion order, forest splits) when it
+    /// should differ from --seed: the same data, another build, to see the spread of recall.
+    #[arg(long)]
+    pub build_seed: Option<u64>,
 
     /// Engines to run, in order.
     #[arg(long, value_delimiter = ',', default_value = "linear,hnsw,forest")]
