@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One Python peer of `cargo xtask peers`, run in its own process (so its peak memory is its own).
 
-usage: peers.py PEER --results DIR --key KEY [--k 4] [--min-seconds 0.5] [--rebuild]
+usage: peers.py PEER --results DIR --key KEY [--k 4] [--min-seconds 0.5] [--rebuild] [--build-only]
 PEER: hnswlib | annoy | faiss-flat | faiss-hnsw | faiss-hnsw-sq8 | usearch | usearch-f16 |
       symqg | vsag | ngt-onng
 
@@ -17,6 +17,9 @@ peer's knob: recall@k against exact numpy search and queries/s on one thread and
 (the peer's own batch call over all queries; annoy has none, so a thread pool over the queries),
 timed like the Rust side: repeated passes until --min-seconds, the fastest pass counts.
 Prints one JSON object (the fields of the bench's "engines" entries) as the last line of stdout.
+With --build-only: builds once into a temporary file, uncached, and prints {"build_s": ...}: the
+library's own build call alone where it has one apart from adding the items (annoy's build(),
+faiss's add, hnswlib's add_items), for `cargo xtask build-time`.
 """
 import argparse, gc, json, os, statistics, sys, time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +40,7 @@ p.add_argument("--k", type=int, default=4)
 p.add_argument("--min-seconds", type=float, default=0.5)
 p.add_argument("--stop-recall", type=float, default=0.995)
 p.add_argument("--rebuild", action="store_true")
+p.add_argument("--build-only", action="store_true")
 a = p.parse_args()
 K = a.k
 
@@ -159,12 +163,15 @@ def peer_hnswlib():
 def peer_annoy():
     import annoy
 
-    def build(path):
+    def build(path, timer=None):
         index = annoy.AnnoyIndex(dim, "angular")
         index.set_seed(42)
         for i in range(n):
             index.add_item(i, gallery[i])
+        t = time.perf_counter()
         index.build(TREES, n_jobs=-1)
+        if timer is not None:
+            timer.append(time.perf_counter() - t)
         index.save(path)
 
     class Loaded:  # annoy's objects take no attributes: keep the knob beside it
@@ -409,6 +416,20 @@ PEERS = {
 if a.peer not in PEERS:
     sys.exit(f"unknown peer {a.peer}; one of {', '.join(PEERS)}")
 peer = PEERS[a.peer]()
+
+if a.build_only:
+    import tempfile
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        timer = []
+        t = time.perf_counter()
+        if a.peer == "annoy":
+            peer["build"](os.path.join(tmp, "index"), timer)
+        else:
+            peer["build"](os.path.join(tmp, "index"))
+        total = time.perf_counter() - t
+    print(json.dumps({"name": a.peer, "build_s": timer[0] if timer else total,
+                      "build_call_only": bool(timer)}))
+    sys.exit(0)
 
 path = os.path.join(cache, f"{a.peer}-{a.key}.idx")
 record = path + ".build-seconds"

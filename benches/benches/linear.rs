@@ -3,7 +3,7 @@
 //! top-k and threshold), a 200-query batch, and load. `LINEAR_BENCH_1M=1` adds a 1M × 512
 //! gallery (about 2.6 GB of index and a minute of set-up).
 //!
-//! `cargo bench -p benches --bench linear`; the faiss comparison is `scripts/bench_linear.sh`.
+//! `cargo bench -p benches --bench linear`; the faiss comparison is `cargo xtask peers --peers faiss-flat`.
 
 use std::hint::black_box;
 

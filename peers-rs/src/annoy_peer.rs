@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use annoy_rs::{AnnoyIndex, AnnoyIndexSearchApi, IndexType};
-use embed_store::{
+use search_core::{
     Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, Warmup, check_k, check_tau,
     check_vector,
 };

@@ -11,7 +11,7 @@ use std::io::{BufReader, Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
-use embed_store::{
+use search_core::{
     Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, Warmup, check_gallery_len,
     check_k, check_tau, check_vector, write_atomically,
 };
@@ -29,6 +29,16 @@ pub struct HnswlibRsParams {
     pub ef: usize,
     /// Seed of the level generator.
     pub seed: u64,
+}
+
+/// The peer is measured with its defaults only: any parameter given is refused.
+impl TryFrom<&search_core::Params> for HnswlibRsParams {
+    type Error = search_core::Error;
+
+    fn try_from(p: &search_core::Params) -> Result<Self, Self::Error> {
+        p.check(&[])?;
+        Ok(HnswlibRsParams::default())
+    }
 }
 
 impl Default for HnswlibRsParams {

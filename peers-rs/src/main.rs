@@ -9,7 +9,7 @@
 //!
 //! Reads `DIR/search_data.npy`, `DIR/queries.npy` and `DIR/headline.npy` (written by
 //! `cargo xtask bench`, whose dataset key KEY must match `DIR/dataset.key`), builds the peer's
-//! index (cached in `DIR/peers/`), measures it with `bench_runner::run_engine_with` and prints
+//! index (cached in `DIR/peers/`), measures it with `bench_runner::run_engine` and prints
 //! one JSON object (the fields of `bench_runner::EngineReport`, plus `version`, `params` and
 //! `threads`) as the last line of stdout. Built with nightly, outside the workspace: see
 //! `Cargo.toml`.
@@ -23,9 +23,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bench_runner::{
-    EngineReport, EngineRun, HeadlineSearch, RunExtras, RunOptions, SearchIndex, SweepSpec,
-    Workload, run_engine_with,
+    EngineReport, EngineRun, HeadlineSearch, RunExtras, RunOptions, SweepSpec, Workload,
+    run_engine,
 };
+use search_core::{EngineKind, Params};
 use embed_store::npy;
 use embed_store::synth::Headline;
 use search_forest::ForestParams;
@@ -149,22 +150,37 @@ fn workload(args: &Args) -> Result<Workload, Box<dyn std::error::Error>> {
     )?)
 }
 
-fn run_peer<E: SearchIndex>(
+/// The peers as engines of their own (they are not in the registry: peers are compared, not
+/// offered), measured by the same `run_engine` as ours.
+const HNSWLIB_RS: EngineKind = EngineKind::of::<HnswlibRs>(
+    "hnswlib-rs 0.10.0 (crates.io), cosine",
+    &[],
+    Some("ef"),
+    |_| true,
+);
+const ANNOY_RS: EngineKind = EngineKind::of::<AnnoyRs>(
+    "annoy-rs 0.1.0 (crates.io) serving an Annoy file",
+    &[],
+    Some("search_k"),
+    |_| true,
+);
+
+fn run_peer(
+    kind: &'static EngineKind,
     workload: &Workload,
     args: &Args,
-    params: E::Params,
     knob: Option<usize>,
     sweep: SweepSpec,
-) -> embed_store::Result<EngineReport> {
+) -> search_core::Result<EngineReport> {
     let options = RunOptions {
         results_dir: args.results.join("peers"),
         rebuild: args.rebuild,
-        progress: true,
         cold: true,
         ..RunOptions::default()
     };
     let run = EngineRun {
-        params,
+        kind,
+        params: Params::new(),
         headline: HeadlineSearch::TopK,
         knob,
     };
@@ -172,7 +188,7 @@ fn run_peer<E: SearchIndex>(
         sweep: args.sweep.then_some(&sweep),
         existing_index: None,
     };
-    run_engine_with::<E>(workload, &run, &options, &extras)
+    run_engine(workload, &run, &options, &extras)
 }
 
 fn run(args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
@@ -196,7 +212,7 @@ fn run(args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
             };
             eprintln!("[hnswlib-rs] {params}");
             let w = workload(args)?;
-            let r = run_peer::<HnswlibRs>(&w, args, p, Some(ef), sweep)?;
+            let r = run_peer(&HNSWLIB_RS, &w, args, Some(ef), sweep)?;
             (r, HNSWLIB_RS_VERSION, params)
         }
         "annoy-rs" => {
@@ -213,7 +229,7 @@ fn run(args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
             };
             eprintln!("[annoy-rs] {params}");
             let w = workload(args)?;
-            let mut r = run_peer::<AnnoyRs>(&w, args, p, None, sweep)?;
+            let mut r = run_peer(&ANNOY_RS, &w, args, None, sweep)?;
             // 0 is "not set" on our side; annoy's own spelling of its default is -1.
             if r.knob.as_deref() == Some("search_k=0") {
                 r.knob = Some("search_k=-1".into());

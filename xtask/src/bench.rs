@@ -7,18 +7,15 @@ use std::path::Path;
 use std::time::Instant;
 
 use bench_runner::{
-    EngineRun, ExistingIndex, HeadlineSearch, Report, RunExtras, RunOptions, SweepSpec, Workload,
-    run_engine_with,
+    BenchFile, EngineRun, ExistingIndex, HeadlineSearch, Report, RunExtras, RunOptions, SweepSpec,
+    Workload, run_engine,
 };
 use embed_store::synth::{Dataset, Headline, SynthSpec, generate};
-use embed_store::{Gallery, SearchIndex, npy};
-use indicatif::{ProgressBar, ProgressStyle};
-use search_forest::{ForestIndex, ForestParams, Metric};
-use search_hnsw::{HnswIndex, HnswParams, Space};
-use search_linear::LinearIndex;
+use embed_store::{Gallery, npy};
+use search_core::{EngineKind, Params};
 use serde_json::{Value, json};
 
-use crate::cli::{BenchArgs, EngineName};
+use crate::cli::BenchArgs;
 
 pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
     let started = Instant::now();
@@ -56,96 +53,39 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
     let options = RunOptions {
         results_dir: args.results.clone(),
         rebuild: args.rebuild,
-        progress: !args.quiet,
+        progress: (!args.quiet).then(crate::progress::build_bars),
         cold: !args.no_cold,
         warmup: args.warmup,
     };
-    let base_sweep = SweepSpec {
-        min_seconds: args.sweep_min_seconds,
-        threads: args.threads,
-        ..SweepSpec::default()
-    };
-    let linear_sweep = base_sweep.clone();
-    let hnsw_sweep = SweepSpec {
-        values: args.sweep_ef.clone(),
-        ..base_sweep.clone()
-    };
-    let forest_sweep = SweepSpec {
-        values: args.sweep_search_k.clone(),
-        stop_at_recall: Some(args.sweep_stop_recall),
-        ..base_sweep
-    };
+    let plan = EnginePlan::from_args(args)?;
     let dim = workload.gallery.dim();
-    // Our own file, else a file written by Python hnswlib (the notebook's cosine space).
-    let open_hnsw = |p: &Path| {
-        HnswIndex::load(p)
-            .or_else(|e| HnswIndex::load_hnswlib(p, dim, Space::Cosine).map_err(|_| e))
-    };
-    let open_forest = |p: &Path| {
-        ForestIndex::load(p).or_else(|e| ForestIndex::open(p, dim, Metric::Angular).map_err(|_| e))
-    };
-
     let mut engines = Vec::new();
-    for engine in &args.engines {
-        eprintln!("running {engine:?}...");
-        let report = match engine {
-            EngineName::Linear => {
-                let run = EngineRun {
-                    params: Default::default(),
-                    headline: HeadlineSearch::Threshold,
-                    knob: None,
-                };
-                let extras = RunExtras {
-                    sweep: args.sweep.then_some(&linear_sweep),
-                    existing_index: None,
-                };
-                run_engine_with::<LinearIndex>(&workload, &run, &options, &extras)?
-            }
-            EngineName::Hnsw => {
-                let params = HnswParams {
-                    m: args.m,
-                    ef_construction: args.ef_construction,
-                    ef: args.ef,
-                    seed: args.build_seed.unwrap_or(args.seed),
-                    ..Default::default()
-                };
-                let run = EngineRun {
-                    params,
-                    headline: HeadlineSearch::TopK,
-                    knob: Some(args.ef),
-                };
-                let extras = RunExtras {
-                    sweep: args.sweep.then_some(&hnsw_sweep),
-                    existing_index: args.hnsw_index.as_deref().map(|path| ExistingIndex {
-                        path,
-                        open: &open_hnsw,
-                    }),
-                };
-                run_engine_with::<HnswIndex>(&workload, &run, &options, &extras)?
-            }
-            EngineName::Forest => {
-                let params = ForestParams {
-                    n_trees: args.trees,
-                    seed: args.build_seed.unwrap_or(args.seed),
-                    leaf_size: args.leaf.0,
-                    ..Default::default()
-                };
-                let run = EngineRun {
-                    params,
-                    headline: HeadlineSearch::TopK,
-                    knob: args.search_k,
-                };
-                let extras = RunExtras {
-                    sweep: args.sweep.then_some(&forest_sweep),
-                    existing_index: args.forest_index.as_deref().map(|path| ExistingIndex {
-                        path,
-                        open: &open_forest,
-                    }),
-                };
-                run_engine_with::<ForestIndex>(&workload, &run, &options, &extras)?
-            }
+    for name in &args.engines {
+        let kind = search_engines::kind(name)?;
+        eprintln!("running {name}...");
+        let sweep = plan.sweep(kind, args);
+        let existing = plan.index(name);
+        let open_existing = |path: &Path| search_engines::open_any(kind, path, dim, args.warmup);
+        let run = EngineRun {
+            kind,
+            params: plan.params(kind, args)?,
+            // The notebook asked the exact engine for everything above the threshold, the
+            // approximate ones for the top k.
+            headline: if kind.knob.is_some() {
+                HeadlineSearch::TopK
+            } else {
+                HeadlineSearch::Threshold
+            },
+            knob: plan.knob(name),
         };
-        engines.push(report);
+        let extras = RunExtras {
+            sweep: args.sweep.then_some(&sweep),
+            existing_index: existing.map(|path| ExistingIndex {
+                path,
+                open: &open_existing,
+            }),
+        };
+        engines.push(run_engine(&workload, &run, &options, &extras)?);
     }
 
     let report = Report {
@@ -160,23 +100,24 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
     };
     println!("{}", report.to_table());
 
-    let mut doc = serde_json::to_value(&report)?;
-    doc["dataset_key"] = json!(key);
-    doc["dataset"] = source;
-    doc["params"] = params_json(args);
-    doc["machine"] = machine;
+    let mut doc = BenchFile {
+        report,
+        dataset_key: key,
+        dataset: source,
+        params: params_json(args),
+        machine,
+        peers: Vec::new(),
+        peers_params: None,
+    };
     if let Some(path) = &args.json {
         // Keep the peers of an earlier `cargo xtask peers` on the same data.
-        if let Some(old) = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            && old["dataset_key"] == doc["dataset_key"]
-            && old["peers"].is_array()
+        if let Ok(old) = BenchFile::read(path)
+            && old.dataset_key == doc.dataset_key
         {
-            doc["peers"] = old["peers"].clone();
+            doc.peers = old.peers;
+            doc.peers_params = old.peers_params;
         }
-        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        doc.write(path)?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(dir) = &args.report {
@@ -195,9 +136,9 @@ fn synthetic(args: &BenchArgs) -> (Dataset, String, Value) {
         dim: args.dim as usize,
         seed: args.seed,
     };
-    let bar = progress_bar(args.quiet, "generate", "rows");
+    let bar = crate::progress::bar(args.quiet, "generate", "rows");
     let data = generate(&spec, &bar);
-    bar.finish_and_clear();
+    drop(bar);
     let key = format!(
         "synth-v1-{}x{}-{}-{}d-seed{}",
         spec.identities, spec.images_per_identity, spec.distractors, spec.dim, spec.seed
@@ -229,16 +170,12 @@ fn own_data(
             Gallery::new(npy::read_vectors(queries_path)?, npy::read_labels(labels)?)?,
             true,
         ),
-        None => match npy::read_gallery(queries_path) {
-            Ok(g) => (g, true),
-            Err(embed_store::Error::Format { message, .. })
-                if message.contains("no label array") =>
-            {
-                let vectors = npy::read_vectors(queries_path)?;
+        None => match npy::read_vectors_and_labels(queries_path)? {
+            (vectors, Some(labels)) => (Gallery::new(vectors, labels)?, true),
+            (vectors, None) => {
                 let labels = (0..vectors.len()).map(|i| format!("query_{i}")).collect();
                 (Gallery::new(vectors, labels)?, false)
             }
-            Err(e) => return Err(e.into()),
         },
     };
     if queries.is_empty() {
@@ -257,11 +194,11 @@ fn own_data(
     }
     let label = queries.label(0).to_owned();
     let truth = if query_labels {
-        let person = identity(&label);
+        let person = embed_store::person_of(&label);
         gallery
             .labels()
             .iter()
-            .filter(|l| identity(l) == person)
+            .filter(|l| embed_store::person_of(l) == person)
             .cloned()
             .collect()
     } else {
@@ -303,29 +240,155 @@ fn own_data(
     ))
 }
 
-/// A label's person: everything before the last '_' (`id042` of `id042_3`), or all of it.
-fn identity(label: &str) -> &str {
-    label.rsplit_once('_').map_or(label, |(person, _)| person)
-}
-
 fn params_json(args: &BenchArgs) -> Value {
     json!({
         "k": args.k,
         "tau": args.tau,
-        "engines": args.engines.iter().map(|e| format!("{e:?}").to_lowercase()).collect::<Vec<_>>(),
-        "hnsw": {"m": args.m, "ef_construction": args.ef_construction, "ef": args.ef, "seed": args.seed,
-                 "index_file": args.hnsw_index.as_ref().map(|p| p.display().to_string())},
-        "forest": {"trees": args.trees, "search_k": args.search_k, "seed": args.seed,
-                   "leaf": args.leaf.0.map_or(json!("annoy"), |n| json!(n)),
-                   "index_file": args.forest_index.as_ref().map(|p| p.display().to_string())},
+        "engines": args.engines,
+        "params": args.params,
+        "knobs": args.knobs,
+        "indexes": args.indexes,
+        "seed": args.seed,
+        "build_seed": args.build_seed,
+        "warmup": args.warmup.to_string(),
         "sweep": args.sweep.then(|| json!({
             "ef": args.sweep_ef,
             "search_k": args.sweep_search_k,
-            "stop_recall_forest": args.sweep_stop_recall,
+            "values": args.sweep_values,
+            "stop_recall_search_k": args.sweep_stop_recall,
             "min_seconds": args.sweep_min_seconds,
             "threads_all": threads(args.threads),
         })),
     })
+}
+
+/// What the command line says about each engine: parameters, knobs, given index files and
+/// sweep values, by engine name. Nothing here names an engine but the notebook's shortcuts.
+struct EnginePlan {
+    params: Vec<(String, String, String)>,
+    knobs: Vec<(String, usize)>,
+    indexes: Vec<(String, std::path::PathBuf)>,
+    sweeps: Vec<(String, Vec<usize>)>,
+}
+
+impl EnginePlan {
+    fn from_args(args: &BenchArgs) -> Result<Self, Box<dyn Error>> {
+        let split = |s: &str, sep: char, what: &str| -> Result<(String, String), String> {
+            s.split_once(sep)
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .ok_or_else(|| format!("{what} {s:?}: expected {}", match sep {
+                    '=' => "ENGINE=VALUE",
+                    _ => "ENGINE.NAME=VALUE",
+                }))
+        };
+        let known = |engine: &str| search_engines::kind(engine).map(|_| ());
+        let mut params = Vec::new();
+        for p in &args.params {
+            let (target, value) = split(p, '=', "--param")?;
+            let (engine, name) = split(&target, '.', "--param")?;
+            known(&engine)?;
+            params.push((engine, name, value));
+        }
+        // The notebook's shortcuts.
+        let shortcuts = [
+            ("hnsw", "m", args.m.map(|v| v.to_string())),
+            ("hnsw", "ef_construction", args.ef_construction.map(|v| v.to_string())),
+            ("hnsw", "ef", args.ef.map(|v| v.to_string())),
+            ("forest", "n_trees", args.trees.map(|v| v.to_string())),
+            ("forest", "leaf_size", args.leaf.clone()),
+        ];
+        for (engine, name, value) in shortcuts {
+            if let Some(v) = value {
+                params.push((engine.into(), name.into(), v));
+            }
+        }
+        let mut knobs = Vec::new();
+        for k in &args.knobs {
+            let (engine, value) = split(k, '=', "--knob")?;
+            known(&engine)?;
+            let v = value.parse().map_err(|e| format!("--knob {k:?}: {e}"))?;
+            knobs.push((engine, v));
+        }
+        if let Some(ef) = args.ef {
+            knobs.push(("hnsw".into(), ef));
+        }
+        if let Some(search_k) = args.search_k {
+            knobs.push(("forest".into(), search_k));
+        }
+        let mut indexes = Vec::new();
+        for i in &args.indexes {
+            let (engine, path) = split(i, '=', "--index")?;
+            known(&engine)?;
+            indexes.push((engine, path.into()));
+        }
+        let mut sweeps = Vec::new();
+        for v in &args.sweep_values {
+            let (engine, values) = split(v, '=', "--sweep-values")?;
+            known(&engine)?;
+            let values = values
+                .split(',')
+                .map(|x| x.trim().parse::<usize>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("--sweep-values {v:?}: {e}"))?;
+            sweeps.push((engine, values));
+        }
+        Ok(EnginePlan {
+            params,
+            knobs,
+            indexes,
+            sweeps,
+        })
+    }
+
+    /// The engine's parameters: those given, and the build seed where it takes one.
+    fn params(&self, kind: &EngineKind, args: &BenchArgs) -> Result<Params, Box<dyn Error>> {
+        let mut p = Params::new();
+        if kind.params.iter().any(|s| s.name == "seed") {
+            p.set("seed", args.build_seed.unwrap_or(args.seed));
+        }
+        for (engine, name, value) in &self.params {
+            if engine == kind.name {
+                p.set(name.clone(), value);
+            }
+        }
+        Ok(p)
+    }
+
+    fn knob(&self, engine: &str) -> Option<usize> {
+        self.knobs.iter().rev().find(|(e, _)| e == engine).map(|(_, v)| *v)
+    }
+
+    fn index(&self, engine: &str) -> Option<&Path> {
+        self.indexes
+            .iter()
+            .find(|(e, _)| e == engine)
+            .map(|(_, p)| p.as_path())
+    }
+
+    fn sweep(&self, kind: &EngineKind, args: &BenchArgs) -> SweepSpec {
+        let base = SweepSpec {
+            min_seconds: args.sweep_min_seconds,
+            threads: args.threads,
+            ..SweepSpec::default()
+        };
+        let given = self.sweeps.iter().find(|(e, _)| e == kind.name).map(|(_, v)| v.clone());
+        match kind.knob {
+            None => base,
+            Some("search_k") => SweepSpec {
+                values: given.unwrap_or_else(|| args.sweep_search_k.clone()),
+                stop_at_recall: Some(args.sweep_stop_recall),
+                ..base
+            },
+            Some("ef") => SweepSpec {
+                values: given.unwrap_or_else(|| args.sweep_ef.clone()),
+                ..base
+            },
+            Some(_) => SweepSpec {
+                values: given.unwrap_or_default(),
+                ..base
+            },
+        }
+    }
 }
 
 pub fn threads(asked: usize) -> usize {
@@ -361,21 +424,4 @@ fn write_dataset(dir: &Path, key: &str, data: &Dataset) -> Result<(), Box<dyn Er
     npy::write_gallery(&headline_file, &headline)?;
     std::fs::write(&key_file, key)?;
     Ok(())
-}
-
-fn progress_bar(quiet: bool, prefix: &'static str, unit: &str) -> ProgressBar {
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(0)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{prefix:>8}} [{{bar:40.cyan/blue}}] {{pos}}/{{len}} {unit} ({{elapsed}})"
-        ))
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(prefix);
-    bar
 }

@@ -36,6 +36,13 @@ pub enum Task {
     /// measured by bench-runner like our engines. Stops with a clear message when python3, pip
     /// or the nightly toolchain is missing. Never needed by the crates or by `cargo test`.
     Peers(PeersArgs),
+    /// Time one of our engines' build against a peer's, alternating rounds on the bench's
+    /// gallery (written by `cargo xtask bench` to --results), and print the medians and their
+    /// ratio. For annoy, its build() call alone is timed (its add_item calls are not).
+    BuildTime(BuildTimeArgs),
+    /// List the engines of the registry: name, what it is, its build parameters with their
+    /// defaults, and its knob (what `--param ENGINE.NAME=VALUE` and `--knob ENGINE=VALUE` take).
+    Engines,
     /// Write report.html again from a bench JSON (with its peers), without measuring anything.
     Report(ReportArgs),
     /// Render a report.html (written by --report) in headless Chromium to a PNG, to check it.
@@ -137,40 +144,23 @@ pub struct ScreenshotArgs {
     pub window: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EngineName {
-    Linear,
-    Hnsw,
-    Forest,
-}
-
-/// A forest's leaf size on the command line: a number of items, or `annoy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeafSize(pub Option<usize>);
-
-impl std::fmt::Display for LeafSize {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(n) => write!(f, "{n}"),
-            None => f.write_str("annoy"),
-        }
-    }
-}
-
-impl std::str::FromStr for LeafSize {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s == "annoy" {
-            return Ok(LeafSize(None));
-        }
-        match s.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(LeafSize(Some(n))),
-            _ => Err(format!(
-                "expected a number of items (at least 1) or `annoy`, got {s:?}"
-            )),
-        }
-    }
+#[derive(Debug, Args)]
+pub struct BuildTimeArgs {
+    /// Our engine (a registry name).
+    #[arg(long, default_value = "forest")]
+    pub engine: String,
+    /// The peer (a name `cargo xtask peers` knows, run through scripts/peers.py).
+    #[arg(long, default_value = "annoy")]
+    pub peer: String,
+    /// Build parameters of our engine, NAME=VALUE (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Rounds (each builds ours, then the peer's).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Folder the bench wrote its dataset to.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -195,9 +185,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub build_seed: Option<u64>,
 
-    /// Engines to run, in order.
+    /// Engines to run, in order: names from the engine registry (`search-engines`).
     #[arg(long, value_delimiter = ',', default_value = "linear,hnsw,forest")]
-    pub engines: Vec<EngineName>,
+    pub engines: Vec<String>,
     /// Neighbours asked of the approximate engines (the notebook's 4).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
     pub k: u64,
@@ -205,43 +195,64 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0.35, allow_negative_numbers = true)]
     pub tau: f32,
 
-    /// HNSW: links per node (M).
-    #[arg(long, default_value_t = 48)]
-    pub m: usize,
-    /// HNSW: candidate list size while building.
-    #[arg(long, default_value_t = 200)]
-    pub ef_construction: usize,
-    /// HNSW: candidate list size while searching.
-    #[arg(long, default_value_t = 100)]
-    pub ef: usize,
-    /// Forest: number of trees.
-    #[arg(long, default_value_t = 20)]
-    pub trees: usize,
-    /// Forest: candidates gathered per query (default: the larger of annoy's k x trees and
-    /// n/20, see search-forest's README).
+    /// A build parameter of one engine, `ENGINE.NAME=VALUE` (repeatable), e.g.
+    /// `--param hnsw.m=16 --param forest.n_trees=50`. Each engine's parameters and defaults:
+    /// `cargo xtask engines`.
+    #[arg(long = "param", value_name = "ENGINE.NAME=VALUE")]
+    pub params: Vec<String>,
+    /// The speed/accuracy knob of one engine after loading, `ENGINE=VALUE` (repeatable), e.g.
+    /// `--knob forest=5000` (forest search_k). Default: the engine's own.
+    #[arg(long = "knob", value_name = "ENGINE=VALUE")]
+    pub knobs: Vec<String>,
+    /// Use this index file for an engine instead of building one, `ENGINE=PATH` (repeatable):
+    /// a file of ours, or one written by the library the engine mirrors (Python hnswlib's
+    /// save_index with space='cosine' and labels = row numbers; an angular Annoy file). It must
+    /// be built over the same gallery.
+    #[arg(long = "index", value_name = "ENGINE=PATH")]
+    pub indexes: Vec<String>,
+    /// HNSW's M, ef_construction and ef, forest's trees, leaf size and search_k: shortcuts
+    /// for the notebook's parameters (`--m 48` is `--param hnsw.m=48`).
+    #[arg(long)]
+    pub m: Option<usize>,
+    /// HNSW: candidate list size while building (shortcut for --param hnsw.ef_construction).
+    #[arg(long)]
+    pub ef_construction: Option<usize>,
+    /// HNSW: candidate list size while searching (shortcut for --knob hnsw=EF).
+    #[arg(long)]
+    pub ef: Option<usize>,
+    /// Forest: number of trees (shortcut for --param forest.n_trees).
+    #[arg(long)]
+    pub trees: Option<usize>,
+    /// Forest: candidates gathered per query (shortcut for --knob forest=N; default: the
+    /// larger of annoy's k x trees and n/20, see search-forest's README).
     #[arg(long)]
     pub search_k: Option<usize>,
-    /// Forest: most items per leaf, or `annoy` for Annoy's own leaves (dim + 2). Larger leaves
-    /// build faster and give less recall per millisecond (see search-forest's README).
-    #[arg(long, default_value_t = LeafSize(Some(search_forest::DEFAULT_LEAF_SIZE)))]
-    pub leaf: LeafSize,
+    /// Forest: most items per leaf, or `annoy` for Annoy's own leaves (dim + 2); shortcut for
+    /// --param forest.leaf_size. Larger leaves build faster and give less recall per
+    /// millisecond (see search-forest's README).
+    #[arg(long)]
+    pub leaf: Option<String>,
 
     /// Sweep each approximate engine's knob (HNSW ef, forest search_k): recall@k and queries/s
     /// at each value, on one thread and on all threads, over all held-out queries.
     #[arg(long)]
     pub sweep: bool,
-    /// HNSW ef values of the sweep.
+    /// The knob values of the sweep of knobs called `ef` (HNSW's).
     #[arg(long, value_delimiter = ',', default_value = "10,20,40,80,100,200,400")]
     pub sweep_ef: Vec<usize>,
-    /// Forest search_k values of the sweep; it stops after the first value whose recall@k
-    /// reaches --sweep-stop-recall.
+    /// The knob values of the sweep of knobs called `search_k` (the forest's); the sweep stops
+    /// after the first value whose recall@k reaches --sweep-stop-recall.
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "100,200,500,1000,2000,5000,10000,20000,50000,100000,200000,400000"
     )]
     pub sweep_search_k: Vec<usize>,
-    /// Recall@k at which the forest's sweep stops.
+    /// The knob values of the sweep of any engine, `ENGINE=V1,V2,...` (repeatable; overrides
+    /// the two above for that engine).
+    #[arg(long = "sweep-values", value_name = "ENGINE=V1,V2")]
+    pub sweep_values: Vec<String>,
+    /// Recall@k at which a `search_k` sweep stops.
     #[arg(long, default_value_t = 0.995)]
     pub sweep_stop_recall: f64,
     /// Seconds each sweep point is timed for, at least (repeated passes over all queries; the
@@ -267,16 +278,6 @@ pub struct BenchArgs {
     /// same person: labels equal up to the last '_' (id042_q and id042_3).
     #[arg(long, requires = "queries")]
     pub query_labels: Option<PathBuf>,
-    /// Use this HNSW index file (written by this project, or by Python hnswlib's save_index with
-    /// space='cosine' and labels = row numbers) instead of building one; it must be built over
-    /// the same gallery.
-    #[arg(long)]
-    pub hnsw_index: Option<PathBuf>,
-    /// Use this Annoy forest file (written by this project or by Python annoy, angular) instead
-    /// of building one; it must be built over the same gallery.
-    #[arg(long)]
-    pub forest_index: Option<PathBuf>,
-
     /// Write report.html (plots and tables, self-contained) to this folder. With the peers'
     /// results when the --json file already holds them for the same data.
     #[arg(long)]
@@ -291,8 +292,8 @@ pub struct BenchArgs {
     /// How our engines open their index files: lazy (read pages as queries touch them),
     /// background (the kernel reads the parts every query reads ahead, while the first
     /// queries run) or eager (read those parts before the first query).
-    #[arg(long, default_value_t = embed_store::Warmup::default())]
-    pub warmup: embed_store::Warmup,
+    #[arg(long, default_value_t = search_core::Warmup::default())]
+    pub warmup: search_core::Warmup,
     /// Skip the cold-file measurements (each index file evicted from the page cache, then
     /// loaded and asked the headline query; and read whole from cold, for scale).
     #[arg(long)]

@@ -30,7 +30,7 @@ pub fn describe() -> Value {
         "os": std::env::consts::OS,
         "arch": std::env::consts::ARCH,
         "kernel": kernel,
-        "dot_kernel": embed_store::kernels::dot_kernel_name(),
+        "dot_kernel": search_kernels::dot_kernel_name(),
         "measured_utc": utc(unix),
         "load_average": load_average(),
     })

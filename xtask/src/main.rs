@@ -7,25 +7,50 @@
 //!   user's own data, `--report DIR` an HTML report.
 //! - `peers`: the same data through Python hnswlib, annoy, faiss and usearch, merged into the
 //!   bench's JSON, with a table of ratios ours/theirs.
+//! - `build-time`: one of our engines' build against a peer's, alternating rounds.
+//! - `engines`: the engine registry, with every engine's parameters and defaults.
 //! - `report`: report.html again from a bench JSON.
 //! - `screenshot`: renders report.html in headless Chromium to a PNG.
 //!
 //! Every flag is declared in [`cli`]; each task lives in its own module.
 
 mod bench;
+mod build_time;
 mod cli;
 mod machine;
 mod peers;
+mod progress;
 mod report_html;
 mod screenshot;
 
 use clap::Parser;
+
+/// The registry, as `cargo xtask engines` prints it.
+fn engines_table() -> String {
+    let mut out = String::new();
+    for kind in search_engines::ENGINES {
+        out += &format!("{}: {}\n", kind.name, kind.about);
+        out += &format!(
+            "  knob: {}\n",
+            kind.knob.unwrap_or("none (exact)")
+        );
+        for p in kind.params {
+            out += &format!("  --param {}.{}={:<10} {}\n", kind.name, p.name, p.default, p.about);
+        }
+    }
+    out
+}
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.task {
         cli::Task::Bench(args) => bench::run(&args),
         cli::Task::Peers(args) => peers::run(&args),
+        cli::Task::BuildTime(args) => build_time::run(&args),
+        cli::Task::Engines => {
+            print!("{}", engines_table());
+            Ok(())
+        }
         cli::Task::Report(args) => report_html::run(&args),
         cli::Task::Screenshot(args) => screenshot::run(&args),
     };

@@ -160,14 +160,14 @@ fn check_nightly() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.parent().unwrap_or(here).to_path_buf()
 }
 
 /// The peers' Python, from `scripts/pyenv.sh --peers`; a clear error when python3, venv or pip
 /// is missing.
-fn python(root: &Path) -> Result<PathBuf, Box<dyn Error>> {
+pub(crate) fn python(root: &Path) -> Result<PathBuf, Box<dyn Error>> {
     let venv = std::env::var_os("FACE_SEARCH_PYENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/pyenv"));

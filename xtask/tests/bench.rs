@@ -208,8 +208,8 @@ fn sweep_own_data_given_index_and_report() {
             "100",
             "--identities",
             "5",
-            "--hnsw-index",
-            hnsw_file,
+            "--index",
+            &format!("hnsw={hnsw_file}"),
             "--results",
         ])
         .arg(dir.path().join("other"))
@@ -249,8 +249,8 @@ fn bench_own_data(data: &Path, engines: &str, hnsw_index: &Path, results: &Path)
             .arg(data.join("search_data.npy"))
             .arg("--queries")
             .arg(data.join("queries.npy"))
-            .arg("--hnsw-index")
-            .arg(hnsw_index)
+            .arg("--index")
+            .arg(format!("hnsw={}", hnsw_index.display()))
             .arg("--results")
             .arg(results)
             .arg("--json")

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
 
-use embed_store::{Error, Result};
+use search_core::{Error, Result};
 
 /// Drops `path`'s pages from the kernel's page cache (`posix_fadvise(POSIX_FADV_DONTNEED)`;
 /// no root needed). Pages that a live memory map of this process holds, or that are dirty,

@@ -9,8 +9,12 @@ use crate::sweep::SweepPoint;
 /// What was measured for one engine.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EngineReport {
-    /// Engine name: "linear", "hnsw" or "forest".
+    /// Engine name: "linear", "hnsw" or "forest" (or a peer's name).
     pub name: String,
+    /// The build parameters given (`name=value`, space-separated; unset ones took the
+    /// engine's defaults).
+    #[serde(default)]
+    pub params: String,
     /// Seconds to build the index (from the cached build when it was reused).
     pub build_s: f64,
     /// True when no build ran: the index file of an earlier run with the same data and
@@ -28,7 +32,7 @@ pub struct EngineReport {
     #[serde(default)]
     pub cold: Option<ColdStart>,
     /// How our engines were opened (`"lazy"`, `"background"`, `"eager"`: see
-    /// `embed_store::Warmup`); `None` for peers, which load their own way.
+    /// `search_core::Warmup`); `None` for peers, which load their own way.
     #[serde(default)]
     pub warmup: Option<String>,
     /// Median seconds per query over all held-out queries, one at a time (warm).
@@ -58,6 +62,13 @@ pub struct EngineReport {
     pub rss_before_bytes: Option<u64>,
     /// Recall and queries per second at each knob value (empty unless a sweep was asked for).
     pub sweep: Vec<SweepPoint>,
+    /// A peer's library version (`None` for our engines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Threads of a peer's "all threads" measurements (`None` for our engines: see the
+    /// bench's parameters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 /// Opening an index from a cold file: what a user sees after a restart.
@@ -92,6 +103,45 @@ pub struct Report {
     pub queries: usize,
     /// One entry per engine, in the order run.
     pub engines: Vec<EngineReport>,
+}
+
+/// The bench's JSON file: the [`Report`], what it was measured on and with, and the peers that
+/// `cargo xtask peers` merged in. One schema for the bench, the peers (Python and Rust, which
+/// print [`EngineReport`]s) and the HTML report: a renamed field fails to compile or to parse,
+/// it does not blank a page.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchFile {
+    /// Our engines' measurements.
+    #[serde(flatten)]
+    pub report: Report,
+    /// Identifies the data: peers refuse to merge into a file about other data.
+    pub dataset_key: String,
+    /// Where the data came from (synthetic parameters, or the user's files).
+    pub dataset: serde_json::Value,
+    /// The bench's command-line parameters.
+    pub params: serde_json::Value,
+    /// The machine: CPU, cores, kernels chosen, load average at the start.
+    pub machine: serde_json::Value,
+    /// The peers, in the order run.
+    #[serde(default)]
+    pub peers: Vec<EngineReport>,
+    /// How the peers were run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers_params: Option<serde_json::Value>,
+}
+
+impl BenchFile {
+    /// Reads a bench JSON file.
+    pub fn read(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: not a bench JSON file: {e}", path.display()))
+    }
+
+    /// Writes it as pretty JSON.
+    pub fn write(&self, path: &std::path::Path) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(self).expect("a bench file always serialises");
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    }
 }
 
 impl Report {

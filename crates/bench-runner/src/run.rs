@@ -1,27 +1,33 @@
-//! Build (or reuse), save, load, query and score one engine.
+//! Build (or reuse), save, load, query and score one engine, seen through the registry's
+//! object-safe [`Engine`].
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use embed_store::{Error, Hit, Result, SearchIndex, Warmup};
-use indicatif::{ProgressBar, ProgressStyle};
+use search_core::{Engine, EngineKind, Error, Hit, Params, Progress, Result, Warmup};
 
 use crate::cache;
 use crate::report::{ColdStart, EngineReport};
 use crate::rss;
+use crate::score::{overlap, ratio, recall};
 use crate::sweep::{SweepSpec, sweep};
 use crate::workload::Workload;
 
-/// How a run treats files and the terminal.
-#[derive(Clone, Debug)]
+/// Makes the progress display of one engine's build, given the engine's name: the caller
+/// draws (xtask shows a bar); a library only reports.
+pub type ProgressFactory = Arc<dyn Fn(&str) -> Box<dyn Progress> + Send + Sync>;
+
+/// How a run treats files and progress.
+#[derive(Clone)]
 pub struct RunOptions {
     /// Folder for index files; builds are cached there under a key of data and parameters.
     pub results_dir: PathBuf,
     /// Build again even when a cached index exists.
     pub rebuild: bool,
-    /// Show progress bars on stderr.
-    pub progress: bool,
+    /// Where builds report progress; `None`: nowhere.
+    pub progress: Option<ProgressFactory>,
     /// Also open the index from a cold file (evicted from the page cache) and time the load,
     /// the first query and a plain read of the file ([`EngineReport::cold`]).
     pub cold: bool,
@@ -34,18 +40,31 @@ impl Default for RunOptions {
         RunOptions {
             results_dir: PathBuf::from("results"),
             rebuild: false,
-            progress: false,
+            progress: None,
             cold: true,
             warmup: Warmup::default(),
         }
     }
 }
 
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("results_dir", &self.results_dir)
+            .field("rebuild", &self.rebuild)
+            .field("cold", &self.cold)
+            .field("warmup", &self.warmup)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How to run one engine.
 #[derive(Clone, Debug)]
-pub struct EngineRun<P> {
-    /// Build parameters.
-    pub params: P,
+pub struct EngineRun {
+    /// The engine, from the registry (`search_engines::kind`).
+    pub kind: &'static EngineKind,
+    /// Build parameters (unset ones: the engine's defaults).
+    pub params: Params,
     /// How the headline query is asked.
     pub headline: HeadlineSearch,
     /// Value for the engine's speed/accuracy knob after loading (`None`: the engine's own).
@@ -62,53 +81,35 @@ pub enum HeadlineSearch {
     Threshold,
 }
 
-/// Runs engine `E` over `workload`: build (or reuse a cached build), save, load back (timed),
-/// ask the headline query (timed), then every held-out query (timed one by one, and scored
-/// against the exact answers).
-pub fn run_engine<E: SearchIndex>(
-    workload: &Workload,
-    run: &EngineRun<E::Params>,
-    options: &RunOptions,
-) -> Result<EngineReport> {
-    run_engine_with::<E>(workload, run, options, &RunExtras::default())
-}
-
 /// An index file that already exists, used instead of building one.
-pub struct ExistingIndex<'a, E> {
+pub struct ExistingIndex<'a> {
     /// The file.
     pub path: &'a Path,
-    /// Opens it (e.g. [`SearchIndex::load`], or an engine's reader of another library's
-    /// format). The index must hold the workload's gallery, row for row.
-    pub open: &'a dyn Fn(&Path) -> Result<E>,
+    /// Opens it (e.g. the engine's own `open`, or a reader of another library's format). The
+    /// index must hold the workload's gallery, row for row.
+    pub open: &'a dyn Fn(&Path) -> Result<Box<dyn Engine>>,
 }
 
-/// What [`run_engine_with`] does beyond [`run_engine`].
-pub struct RunExtras<'a, E> {
+/// What [`run_engine`] does beyond the notebook's measurements.
+#[derive(Default)]
+pub struct RunExtras<'a> {
     /// Sweep the engine's knob after the notebook's measurements.
     pub sweep: Option<&'a SweepSpec>,
     /// Use this index file instead of building (or reusing a cached build).
-    pub existing_index: Option<ExistingIndex<'a, E>>,
+    pub existing_index: Option<ExistingIndex<'a>>,
 }
 
-impl<E> Default for RunExtras<'_, E> {
-    fn default() -> Self {
-        RunExtras {
-            sweep: None,
-            existing_index: None,
-        }
-    }
-}
-
-/// [`run_engine`], plus a knob sweep ([`crate::SweepPoint`]s in [`EngineReport::sweep`]) and
-/// the option of an existing index file. The process's peak resident memory is reset before
-/// the engine's build (see [`crate::rss`]) and read after its last query, so
-/// [`EngineReport::peak_rss_bytes`] covers this engine alone (on top of the workload the
-/// process already holds, [`EngineReport::rss_before_bytes`]).
-pub fn run_engine_with<E: SearchIndex>(
+/// Runs one engine over `workload`: build (or reuse a cached build), save, open it from a cold
+/// file and from a warm one (each timed, with the headline query), ask every held-out query
+/// (timed one by one, and scored against the exact answers), and optionally sweep its knob.
+/// The process's peak resident memory is reset before the engine's build (see [`crate::rss`])
+/// and read after its last query, so [`EngineReport::peak_rss_bytes`] covers this engine alone
+/// (on top of the workload the process already holds, [`EngineReport::rss_before_bytes`]).
+pub fn run_engine(
     workload: &Workload,
-    run: &EngineRun<E::Params>,
+    run: &EngineRun,
     options: &RunOptions,
-    extras: &RunExtras<'_, E>,
+    extras: &RunExtras<'_>,
 ) -> Result<EngineReport> {
     let rss_reset = rss::reset_peak();
     let rss_before_bytes = rss::current_bytes();
@@ -117,25 +118,22 @@ pub fn run_engine_with<E: SearchIndex>(
     let (path, build_s, origin) = match &extras.existing_index {
         Some(existing) => (existing.path.to_path_buf(), 0.0, "given"),
         None => {
-            let path = index_path::<E>(workload, &run.params, &options.results_dir);
+            let path = index_path(run.kind, &run.params, workload, &options.results_dir);
             let build_record = path.with_extension("build-seconds");
             let cached = !options.rebuild && path.exists() && build_record.exists();
             let (build_s, origin) = match cached.then(|| read_seconds(&build_record)).flatten() {
                 Some(seconds) => (seconds, "cached"),
-                None => (
-                    build_and_save::<E>(workload, &run.params, &path, options)?,
-                    "built",
-                ),
+                None => (build_and_save(workload, run, &path, options)?, "built"),
             };
             std::fs::write(&build_record, build_s.to_string())
                 .map_err(|e| Error::io(&build_record, e))?;
             (path, build_s, origin)
         }
     };
-    let open = |path: &Path| -> Result<E> {
+    let open = |path: &Path| -> Result<Box<dyn Engine>> {
         let index = match &extras.existing_index {
             Some(existing) => (existing.open)(path)?,
-            None => E::load_with(path, options.warmup)?,
+            None => (run.kind.open)(path, options.warmup)?,
         };
         if index.len() != workload.gallery.len() || index.dim() != workload.gallery.dim() {
             return Err(Error::InvalidArgument(format!(
@@ -151,7 +149,7 @@ pub fn run_engine_with<E: SearchIndex>(
         Ok(index)
     };
     // The notebook's Load and Query columns: open the file, ask the headline query.
-    let open_and_ask = |path: &Path| -> Result<(E, f64, f64, Vec<Hit>)> {
+    let open_and_ask = |path: &Path| -> Result<(Box<dyn Engine>, f64, f64, Vec<Hit>)> {
         let start = Instant::now();
         let mut index = open(path)?;
         let load_s = start.elapsed().as_secs_f64();
@@ -209,13 +207,14 @@ pub fn run_engine_with<E: SearchIndex>(
     let knob = index.knob().map(|k| format!("{}={}", k.name, k.value));
 
     let sweep_points = match extras.sweep {
-        Some(spec) => sweep(&mut index, workload, spec)?,
+        Some(spec) => sweep(index.as_mut(), workload, spec)?,
         None => Vec::new(),
     };
     let peak_rss_bytes = if rss_reset { rss::peak_bytes() } else { None };
 
     Ok(EngineReport {
-        name: E::NAME.to_owned(),
+        name: run.kind.name.to_owned(),
+        params: run.params.to_string(),
         build_s,
         build_reused: origin != "built",
         load_s,
@@ -239,68 +238,52 @@ pub fn run_engine_with<E: SearchIndex>(
         peak_rss_bytes,
         rss_before_bytes,
         sweep: sweep_points,
+        version: None,
+        threads: None,
     })
 }
 
-/// Mean fraction of each query's exact top-k found in its hits.
-pub(crate) fn recall(hits: &[Vec<Hit>], exact: &[Vec<u32>]) -> f64 {
-    let found: usize = hits.iter().zip(exact).map(|(h, e)| overlap(h, e)).sum();
-    let expected: usize = exact.iter().map(Vec::len).sum();
-    ratio(found, expected)
-}
-
-fn build_and_save<E: SearchIndex>(
+fn build_and_save(
     workload: &Workload,
-    params: &E::Params,
+    run: &EngineRun,
     path: &Path,
     options: &RunOptions,
 ) -> Result<f64> {
-    let bar = if options.progress {
-        ProgressBar::new(0)
-    } else {
-        ProgressBar::hidden()
+    let progress: Box<dyn Progress> = match &options.progress {
+        Some(make) => make(run.kind.name),
+        None => Box::new(()),
     };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>8} build [{bar:40.cyan/blue}] {pos}/{len} rows ({elapsed}, eta {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(E::NAME);
     let start = Instant::now();
-    let index = E::build(workload.gallery.vectors().view(), params, &bar)?;
+    let index = (run.kind.build)(workload.gallery.vectors().view(), &run.params, &*progress)?;
     let build_s = start.elapsed().as_secs_f64();
-    bar.finish_and_clear();
+    drop(progress);
     index.save(path)?;
     Ok(build_s)
 }
 
-/// Where engine `E`'s index over `workload` with `params` is cached.
-pub(crate) fn index_path<E: SearchIndex>(
+/// Where an index of `kind` with `params` over `workload` is cached.
+pub(crate) fn index_path(
+    kind: &EngineKind,
+    params: &Params,
     workload: &Workload,
-    params: &E::Params,
     dir: &Path,
 ) -> PathBuf {
+    // Every parameter, given or default, so that naming a default changes nothing.
+    let resolved: Vec<String> = kind
+        .params
+        .iter()
+        .map(|s| {
+            let given = params.iter().find(|(k, _)| *k == s.name).map(|(_, v)| v);
+            format!("{}={}", s.name, given.unwrap_or(s.default))
+        })
+        .collect();
     let mut h = std::hash::DefaultHasher::new();
-    (E::NAME, &workload.key, format!("{params:?}")).hash(&mut h);
-    dir.join(format!("{}-{:016x}.idx", E::NAME, h.finish()))
+    (kind.name, &workload.key, resolved).hash(&mut h);
+    dir.join(format!("{}-{:016x}.idx", kind.name, h.finish()))
 }
 
 fn read_seconds(path: &Path) -> Option<f64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-fn overlap(hits: &[Hit], exact: &[u32]) -> usize {
-    hits.iter().filter(|h| exact.contains(&h.id)).count()
-}
-
-fn ratio(found: usize, expected: usize) -> f64 {
-    if expected == 0 {
-        1.0
-    } else {
-        found as f64 / expected as f64
-    }
 }
 
 fn median(times: &mut [Duration]) -> Duration {

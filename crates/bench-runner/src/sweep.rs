@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use embed_store::{Error, Hit, Result, SearchIndex};
+use search_core::{Engine, Error, Hit, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -57,8 +57,8 @@ pub struct SweepPoint {
 /// Runs the sweep `spec` over `index`: for each knob value, sets it, asks every held-out query
 /// on a one-thread pool and on an all-threads pool, and scores the answers. Leaves the knob at
 /// the last value visited.
-pub fn sweep<E: SearchIndex>(
-    index: &mut E,
+pub fn sweep(
+    index: &mut dyn Engine,
     workload: &Workload,
     spec: &SweepSpec,
 ) -> Result<Vec<SweepPoint>> {
@@ -100,8 +100,8 @@ fn pool(threads: usize) -> Result<rayon::ThreadPool> {
 }
 
 /// Recall@k of the first pass and the queries per second of the fastest pass.
-fn time_queries<E: SearchIndex>(
-    index: &E,
+fn time_queries(
+    index: &dyn Engine,
     workload: &Workload,
     pool: &rayon::ThreadPool,
     spec: &SweepSpec,
@@ -127,7 +127,7 @@ fn time_queries<E: SearchIndex>(
         })?;
         passes.push(start.elapsed());
         if recall.is_none() {
-            recall = Some(crate::run::recall(&hits, &workload.exact_top_k));
+            recall = Some(crate::score::recall(&hits, &workload.exact_top_k));
         }
     }
     let fastest = passes

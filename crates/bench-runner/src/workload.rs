@@ -1,7 +1,8 @@
 //! What every engine is measured on: gallery, queries, and the exact answers.
 
 use embed_store::synth::{Dataset, Headline};
-use embed_store::{Gallery, Hit, Result, SearchIndex};
+use embed_store::Gallery;
+use search_core::{Hit, Result, SearchIndex};
 use rayon::prelude::*;
 use search_linear::LinearIndex;
 
@@ -40,8 +41,8 @@ impl Workload {
         k: usize,
         tau: f32,
     ) -> Result<Self> {
-        embed_store::check_k(k)?;
-        embed_store::check_tau(tau)?;
+        search_core::check_k(k)?;
+        search_core::check_tau(tau)?;
         let exact = LinearIndex::build(gallery.vectors().view(), &Default::default(), &())?;
         let ids = |hits: Vec<Hit>| hits.into_iter().map(|h| h.id).collect::<Vec<_>>();
         let rows: Vec<&[f32]> = queries.vectors().view().rows().collect();

@@ -1,7 +1,7 @@
 //! A gallery: vectors with one label per row.
 
-use crate::error::{Error, Result};
-use crate::vectors::Vectors;
+use search_core::{Error, Result};
+use search_core::Vectors;
 
 /// Labelled embeddings: row `i` of [`Gallery::vectors`] is the face called `labels[i]`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -64,4 +64,29 @@ impl Gallery {
     pub fn into_parts(self) -> (Vectors, Vec<String>) {
         (self.vectors, self.labels)
     }
+}
+
+/// The person a label names, by the notebook's convention: a label is the person's name, `_`
+/// and the image's number, so the person is everything before the last `_`
+/// (`Eduardo_Eiras2` has no such `_` after the name: see below). A label without `_` is its own
+/// person. The one place this rule lives.
+///
+/// The notebook's own labels (`Eduardo_Eiras1`) end in digits without a separator; those
+/// digits are taken off as the image number.
+///
+/// ```
+/// use embed_store::person_of;
+/// assert_eq!(person_of("id042_3"), "id042");
+/// assert_eq!(person_of("id042_q"), "id042");
+/// assert_eq!(person_of("Eduardo_Eiras2"), "Eduardo_Eiras");
+/// assert_eq!(person_of("random_17"), "random");
+/// assert_eq!(person_of("alice"), "alice");
+/// ```
+pub fn person_of(label: &str) -> &str {
+    let without_digits = label.trim_end_matches(|c: char| c.is_ascii_digit());
+    if without_digits.len() < label.len() && !without_digits.ends_with('_') && !without_digits.is_empty() {
+        // `Eduardo_Eiras2`: the image number follows the name directly.
+        return without_digits;
+    }
+    label.rsplit_once('_').map_or(label, |(person, _)| person)
 }

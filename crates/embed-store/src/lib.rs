@@ -1,13 +1,13 @@
-//! The gallery of face embeddings and the vocabulary every search engine shares.
+//! The gallery of face embeddings, at the edge of the engines: what a user's files and the
+//! benchmark's datasets are, not what a search engine needs to know.
 //!
 //! - [`Gallery`]: vectors ([`Vectors`], row-major `f32`) with one label per row.
 //! - [`npy`]: the notebook's `.npy` file (float64 vectors then unicode labels, back to back).
 //! - [`synth`]: a seeded synthetic face dataset: identities with several images each, random
 //!   distractors, and held-out queries.
-//! - [`SearchIndex`]: the one trait that the linear, HNSW and forest engines implement, with
-//!   [`Hit`] results, [`Error`] and the input checks ([`check_vector`], [`check_k`], [`check_tau`]).
-//! - [`container`], [`write_atomically`], [`kernels`]: the on-disk layout, atomic writes and
-//!   SIMD dot products the engines build on.
+//!
+//! The types its API uses ([`Vectors`], [`Error`], [`Progress`], ...) come from `search-core`
+//! and are re-exported here, so that a user of galleries needs one import.
 //!
 //! # Example
 //! ```
@@ -21,22 +21,12 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod container;
-mod engine;
-mod error;
-mod fileio;
 mod gallery;
-pub mod kernels;
 pub mod npy;
-mod progress;
 pub mod synth;
-mod vectors;
-mod warm;
 
-pub use engine::{Hit, Knob, SearchIndex, check_gallery_len, check_k, check_tau};
-pub use error::{Error, Result};
-pub use fileio::{map_file, write_atomically};
-pub use gallery::Gallery;
-pub use progress::Progress;
-pub use vectors::{VectorView, Vectors, check_vector, normalized, normalized_rows};
-pub use warm::{Access, Warmup, read_ahead, warm};
+pub use gallery::{Gallery, person_of};
+pub use search_core::{
+    Error, Hit, Progress, Result, SearchIndex, VectorView, Vectors, check_vector, normalized,
+    normalized_rows,
+};

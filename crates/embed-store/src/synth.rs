@@ -13,8 +13,8 @@ use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
 use crate::gallery::Gallery;
-use crate::progress::Progress;
-use crate::vectors::Vectors;
+use search_core::Progress;
+use search_core::Vectors;
 
 /// What to generate. `Default` is the notebook-scale set: 200 people × 5 images among
 /// 100,000 distractors, 512-d.

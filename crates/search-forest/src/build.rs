@@ -6,8 +6,8 @@
 //! Then the file is written once, in Annoy's node order: the item nodes, each tree's nodes
 //! (children before parents) in its own region, and a copy of every root at the end.
 
-use embed_store::kernels::dot_kernel;
-use embed_store::{Error, Progress, Result, VectorView};
+use search_kernels::dot_kernel;
+use search_core::{Error, Progress, Result, VectorView};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;

@@ -164,9 +164,9 @@ impl RowCodes {
     #[inline]
     pub fn prefetch(&self, i: u32) {
         let row = self.row(i);
-        embed_store::kernels::prefetch(row.as_ptr().cast(), row.len());
+        search_kernels::prefetch(row.as_ptr().cast(), row.len());
         let meta = &self.meta[i as usize];
-        embed_store::kernels::prefetch((meta as *const RowMeta).cast(), 1);
+        search_kernels::prefetch((meta as *const RowMeta).cast(), 1);
     }
 
     /// `Σ pᵢcᵢ` of row `i` with a plane, given the kernels' `Σ (pᵢ + 128) cᵢ`.

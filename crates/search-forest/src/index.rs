@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use embed_store::kernels::dot_kernel;
-use embed_store::{
+use search_kernels::dot_kernel;
+use search_core::{
     Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, Warmup, check_k, check_tau,
     check_vector, map_file, normalized, write_atomically,
 };
@@ -234,7 +234,7 @@ impl ForestIndex {
                 .iter()
                 .map(|&i| i as usize * node..(i as usize + 1) * node)
                 .collect();
-            embed_store::read_ahead(map, &rows);
+            search_core::read_ahead(map, &rows);
         }
     }
 
@@ -296,9 +296,9 @@ impl ForestIndex {
 /// The split nodes (after the item nodes, up to the end) are what every query walks.
 fn warm_split_nodes(map: &memmap2::Mmap, layout: &Layout, shape: &Shape, warmup: Warmup) {
     let start = shape.n_items.saturating_mul(layout.node_bytes());
-    embed_store::warm(
+    search_core::warm(
         map,
-        &[(start..map.len(), embed_store::Access::Random)],
+        &[(start..map.len(), search_core::Access::Random)],
         warmup,
     );
 }

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use embed_store::{Error, Result};
+use search_core::{Error, Result};
 
 /// Annoy's distance metric. It decides the node layout and the split planes; Annoy files do not
 /// record it, so the caller must know it (like `AnnoyIndex(f, "angular")` in Python).

@@ -1,7 +1,7 @@
 //! An Annoy forest (random-projection trees) for cosine search, built and served in Rust and
 //! stored in Annoy's own file format.
 //!
-//! [`ForestIndex`] implements [`embed_store::SearchIndex`]. It builds trees with Annoy's
+//! [`ForestIndex`] implements [`search_core::SearchIndex`]. It builds trees with Annoy's
 //! algorithm (two-means split planes on sampled points, buckets of up to `dim + 2` items), in
 //! parallel and seeded; writes the file byte for byte as Annoy lays it out, so Python's
 //! `AnnoyIndex(dim, "angular").load(path)` opens it; and serves queries itself from a memory
@@ -12,7 +12,7 @@
 //!
 //! # Example
 //! ```
-//! use embed_store::{SearchIndex, Vectors};
+//! use search_core::{SearchIndex, Vectors};
 //! use search_forest::{ForestIndex, ForestParams};
 //!
 //! let rows: Vec<f32> = (0..200 * 8).map(|i| ((i * 37 % 101) as f32) - 50.0).collect();
@@ -35,6 +35,7 @@
 mod build;
 mod codes;
 mod index;
+mod kind;
 mod kernels;
 mod layout;
 mod search;
@@ -43,4 +44,5 @@ pub use build::Split;
 pub use index::{DEFAULT_FRACTION, DEFAULT_LEAF_SIZE, ForestIndex, ForestParams, THRESHOLD_K};
 pub use layout::Metric;
 
-pub use embed_store::SearchIndex;
+pub use search_core::SearchIndex;
+pub use kind::KIND;

@@ -5,8 +5,8 @@
 use std::cell::RefCell;
 use std::collections::BinaryHeap;
 
-use embed_store::Hit;
-use embed_store::kernels::DotFn;
+use search_core::Hit;
+use search_kernels::DotFn;
 
 use crate::layout::{Layout, Metric, check_node};
 
@@ -201,7 +201,7 @@ impl<'a> Forest<'a> {
         let start = i * self.layout.words;
         if let Some(node) = self.words.get(start..) {
             // The first eight cache lines of the node: its header and the start of its vector.
-            embed_store::kernels::prefetch(
+            search_kernels::prefetch(
                 node.as_ptr().cast(),
                 (self.layout.words * 4).min(8 * 64),
             );

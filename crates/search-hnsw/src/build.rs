@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
-use embed_store::{Error, Progress, Result};
+use search_core::{Error, Progress, Result};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -16,7 +16,7 @@ use rand::{RngExt, SeedableRng};
 use crate::quant::DotI8;
 use crate::search::{Cand, Links, NoScreen, Scratch, greedy, search_layer};
 use crate::signs::{CodesRef, SignScreen};
-use embed_store::kernels::{DotFn as DistFn, prefetch};
+use search_kernels::{DotFn as DistFn, prefetch};
 
 /// Mixed into the level seed to seed the insertion order.
 const ORDER_SEED: u64 = 0x6f72_6465_7273_6565;

@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use embed_store::{Error, Result, map_file, write_atomically};
+use search_core::{Error, Result, map_file, write_atomically};
 
 use crate::build::{Graph, MAX_LEVEL};
 use crate::index::{HnswIndex, Line, Meta, Owned, Space, round_up};
@@ -49,7 +49,7 @@ impl HnswIndex {
     /// components in `space` (hnswlib's `"cosine"`, `"ip"` or `"l2"`; the file does not say).
     ///
     /// The graph, vectors, labels and deleted marks are copied into our layout (hnswlib's
-    /// interleaved records cannot be searched in place); save it with [`embed_store::SearchIndex::save`]
+    /// interleaved records cannot be searched in place); save it with [`search_core::SearchIndex::save`]
     /// to get a file that loads instantly. Hit ids are hnswlib's labels (which must fit in
     /// u32). The walk uses f32 distances, as hnswlib does, so with the same `ef` (hnswlib's
     /// default after a load is 10, and so is ours here) it returns hnswlib's neighbours.

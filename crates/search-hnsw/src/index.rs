@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use embed_store::container::{Container, write_container};
-use embed_store::{
+use search_core::container::{Container, write_container};
+use search_core::{
     Access, Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, Warmup, check_k,
     check_tau, check_vector,
 };
@@ -14,9 +14,9 @@ use crate::build::{Builder, F32Dist, Graph, I8Dist, MAX_LEVEL, NodeDist, draw_le
 use crate::quant::{code_stride, dot_i8_kernel, quantize};
 use crate::search::{Cand, Links, NoScreen, Scratch, Screen, greedy, search_layer};
 use crate::signs::{self, CodesRef, Frame, FrameRef, SignScreen};
-use embed_store::kernels::{DotFn as DistFn, kernel_set, prefetch};
+use search_kernels::{DotFn as DistFn, kernel_set, prefetch};
 
-const KIND: &[u8; 8] = b"hnsw\0\0\0\0";
+pub(crate) const KIND_BYTES: &[u8; 8] = b"hnsw\0\0\0\0";
 /// Version 1 (no int8 codes, 14 header words) and 2 (no sign codes, 15 words) are still read.
 const VERSION: u32 = 3;
 const META_LEN: usize = 16;
@@ -719,7 +719,7 @@ impl HnswIndex {
     /// the next rows after the current ones. A mapped index is copied into memory first.
     ///
     /// ```
-    /// use embed_store::{SearchIndex, Vectors};
+    /// use search_core::{SearchIndex, Vectors};
     /// use search_hnsw::HnswIndex;
     /// let v = Vectors::new(2, vec![1.0, 0.0, 0.0, 1.0])?;
     /// let mut index = HnswIndex::build(v.view(), &Default::default(), &())?;
@@ -887,7 +887,7 @@ impl SearchIndex for HnswIndex {
     ) -> Result<Self> {
         check_params(params)?;
         let n = vectors.len();
-        embed_store::check_gallery_len(n)?;
+        search_core::check_gallery_len(n)?;
         progress.set_total(n as u64);
         let lines = padded_rows(vectors, Space::Cosine, 0)?;
         let stride = round_up(vectors.dim());
@@ -983,13 +983,13 @@ impl SearchIndex for HnswIndex {
             sections.push(("signs", bytemuck::cast_slice(s.bits)));
             sections.push(("sign_factors", bytemuck::cast_slice(s.factors)));
         }
-        write_container(path, KIND, VERSION, &sections)
+        write_container(path, KIND_BYTES, VERSION, &sections)
     }
 
     /// Hot: everything but the f32 rows (of which a query re-ranks `ef`), unless the index
     /// keeps no codes and walks on them.
     fn load_with(path: &Path, warmup: Warmup) -> Result<Self> {
-        let c = Container::open(path, KIND, 1..=VERSION)?;
+        let c = Container::open(path, KIND_BYTES, 1..=VERSION)?;
         let mut w = [0u64; META_LEN];
         let words = match c.version() {
             1 => META_LEN - 2,

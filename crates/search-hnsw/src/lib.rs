@@ -2,7 +2,7 @@
 //! core: hnswlib's algorithm (heuristic neighbour selection, parallel insertion) on a layout
 //! built for speed and instant loading.
 //!
-//! - [`HnswIndex`] implements [`embed_store::SearchIndex`]: build on every core (seeded),
+//! - [`HnswIndex`] implements [`search_core::SearchIndex`]: build on every core (seeded),
 //!   save, load by memory-mapping the file (checked header, no copy), k-NN and threshold search,
 //!   the knob `"ef"`, and [`HnswIndex::add`] / [`HnswIndex::delete`] after the build.
 //! - [`HnswParams`]: M, ef_construction, ef, seed, threads; `Default` is the notebook's
@@ -13,7 +13,7 @@
 //!
 //! # Example
 //! ```
-//! use embed_store::{SearchIndex, Vectors};
+//! use search_core::{SearchIndex, Vectors};
 //! use search_hnsw::{HnswIndex, HnswParams};
 //! let rows: Vec<f32> = (0..200).flat_map(|i| [(i as f32).cos(), (i as f32).sin(), 0.5]).collect();
 //! let gallery = Vectors::new(3, rows)?;
@@ -32,8 +32,10 @@
 mod build;
 mod hnswlib;
 mod index;
+mod kind;
 mod quant;
 mod search;
 mod signs;
 
 pub use index::{HnswIndex, HnswParams, Space};
+pub use kind::KIND;

@@ -19,7 +19,7 @@
 
 use std::sync::OnceLock;
 
-use embed_store::kernels::prefetch;
+use search_kernels::prefetch;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;

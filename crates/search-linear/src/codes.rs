@@ -11,7 +11,7 @@
 //! `e_q ≥ ‖q − q̂‖₂` is computed in f64.
 //!
 //! # The bound
-//! Let `f(x)` be the score the plain f32 scan computes (`embed_store::kernels::dot` of the
+//! Let `f(x)` be the score the plain f32 scan computes (`search_kernels::dot` of the
 //! stored row and the stored query) and `c̃(x) = fl(fl(s_x·s_q) · fl(I))` the compact score,
 //! both in f32; `u = 2⁻²⁴` is the unit roundoff of f32 and `γ_d = d·u / (1 − d·u)`.
 //!
@@ -39,7 +39,7 @@
 //! score, and the running floor (the k-th best `f` among rows re-scored so far, or −∞) never
 //! exceeds `f_k`. Such a row has `c̃(x) + B(x) ≥ f(x) ≥ floor`, so it passes the filter, is
 //! re-scored in f32 with the very kernel the plain scan uses, and competes with the identical
-//! score under the identical order ([`embed_store::Hit::ranking`]): the result is the same list.
+//! score under the identical order ([`search_core::Hit::ranking`]): the result is the same list.
 //! *Threshold*: a row with `f(x) > τ` has `c̃(x) + B(x) > τ`, passes, and is kept iff `f(x) > τ`.
 //!
 //! For 512-d unit vectors `e_x ≈ 0.008` (int8 rows) and `e_q ≈ 3·10⁻⁵` (i16 query), so
@@ -364,7 +364,7 @@ mod tests {
         fn compact_score_is_within_the_bound(v in proptest::collection::vec((-1f32..1.0, -1f32..1.0), 1..300)) {
             let (x, q): (Vec<f32>, Vec<f32>) = v.into_iter().unzip();
             prop_assume!(x.iter().any(|&a| a != 0.0) && q.iter().any(|&a| a != 0.0));
-            let unit = |v: &[f32]| embed_store::normalized(v, v.len(), String::new).unwrap();
+            let unit = |v: &[f32]| search_core::normalized(v, v.len(), String::new).unwrap();
             let (x, q) = (unit(&x), unit(&q));
             let mut cx = vec![0i8; x.len()];
             let (sx, ex) = encode_row(&x, &mut cx);
@@ -373,7 +373,7 @@ mod tests {
             let mut i = [0];
             block_dot_scalar(&cx, x.len(), &qc.codes, &mut i);
             let compact = (sx * qc.scale) * i[0] as f32;
-            let f = embed_store::kernels::dot(&x, &q);
+            let f = search_kernels::dot(&x, &q);
             let b = ex * qc.bound.a + qc.bound.c;
             prop_assert!((compact - f).abs() <= b, "{compact} vs {f}, bound {b}");
         }

@@ -3,18 +3,18 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use embed_store::container::{Container, write_container};
-use embed_store::kernels::{DotFn, dot_kernel};
-use embed_store::{
-    Access, Error, Hit, Progress, Result, SearchIndex, VectorView, Warmup, check_k, check_tau,
-    normalized, normalized_rows,
+use search_core::container::{Container, write_container};
+use search_kernels::{DotFn, dot_kernel};
+use search_core::{
+    Access, Error, Hit, Progress, Result, SearchIndex, VectorView, Vectors, Warmup, check_k,
+    check_tau, normalized, normalized_rows,
 };
 use rayon::prelude::*;
 
 use crate::codes::{Bound, QueryCode, block_dot_kernel, encode_row, query_code_max};
 use crate::select::TopK;
 
-const KIND: &[u8; 8] = b"linear\0\0";
+pub(crate) const KIND_BYTES: &[u8; 8] = b"linear\0\0";
 /// Version 1: `meta` + `vectors`. Version 2 adds `codes` and `code_meta` (still reads 1).
 const VERSION: u32 = 2;
 /// Rows per block of a single-query scan: 512 KiB of codes or 2 MiB of f32 at d = 512.
@@ -68,7 +68,7 @@ pub struct ScanStats {
 /// Exact cosine search over unit-normalised rows.
 ///
 /// Every search path (f32 scan, compact scan, batch) returns exactly the hits, scores and
-/// order that a plain f32 scan with [`embed_store::kernels::dot`] returns.
+/// order that a plain f32 scan with [`search_kernels::dot`] returns.
 #[derive(Debug)]
 pub struct LinearIndex {
     dim: usize,
@@ -152,18 +152,22 @@ impl LinearIndex {
         Ok(())
     }
 
-    /// Opens the notebook's `.npy` gallery (float64 or float32 vectors, optionally followed by
-    /// labels) through a native index file at `cache`: the first call reads the `.npy`, builds
-    /// and saves `cache`; later calls only map `cache`, as long as it was made from a file of
-    /// the same size and modification time.
-    pub fn open_npy(npy: &Path, cache: &Path) -> Result<LinearIndex> {
-        let stamp = source_stamp(npy)?;
-        if let Ok(c) = Container::open(cache, KIND, VERSION..=VERSION)
+    /// Opens a gallery file (e.g. the notebook's `.npy`, read by `read`, such as
+    /// `embed_store::npy::read_vectors`) through a native index file at `cache`: the first call
+    /// reads `source`, builds and saves `cache`; later calls only map `cache`, as long as it was
+    /// made from a file of the same size and modification time.
+    pub fn open_cached(
+        source: &Path,
+        cache: &Path,
+        read: impl FnOnce(&Path) -> Result<Vectors>,
+    ) -> Result<LinearIndex> {
+        let stamp = source_stamp(source)?;
+        if let Ok(c) = Container::open(cache, KIND_BYTES, VERSION..=VERSION)
             && c.section_as::<u64>("source").ok() == Some(&stamp[..])
         {
             return Self::from_container(c);
         }
-        let vectors = embed_store::npy::read_vectors(npy)?;
+        let vectors = read(source)?;
         let index = LinearIndex::build(vectors.view(), &LinearParams::default(), &())?;
         index.write(cache, Some(&stamp))?;
         LinearIndex::load(cache)
@@ -187,7 +191,7 @@ impl LinearIndex {
         if let Some(s) = source {
             sections.push(("source", bytemuck::cast_slice(s)));
         }
-        write_container(path, KIND, VERSION, &sections)
+        write_container(path, KIND_BYTES, VERSION, &sections)
     }
 
     fn from_container(c: Container) -> Result<LinearIndex> {
@@ -246,7 +250,7 @@ impl LinearIndex {
 
     /// Builds the index with explicit parameters (same as [`SearchIndex::build`]).
     fn build_with(vectors: VectorView<'_>, params: &LinearParams) -> Result<LinearIndex> {
-        embed_store::check_gallery_len(vectors.len())?;
+        search_core::check_gallery_len(vectors.len())?;
         let dim = vectors.dim();
         let normalised = normalized_rows(vectors)?.into_inner();
         let norm_max = normalised
@@ -720,7 +724,7 @@ impl SearchIndex for LinearIndex {
     /// Hot: the int8 codes and their constants, which a single query scans in full (only
     /// the rows it cannot rule out are read in f32); the f32 rows when there are no codes.
     fn load_with(path: &Path, warmup: Warmup) -> Result<Self> {
-        let index = Self::from_container(Container::open(path, KIND, 1..=VERSION)?)?;
+        let index = Self::from_container(Container::open(path, KIND_BYTES, 1..=VERSION)?)?;
         if let Storage::Mapped {
             container,
             has_codes,

@@ -11,14 +11,14 @@
 //! - batches ([`LinearIndex::search_batch`], [`LinearIndex::search_batch_threshold`]) use
 //!   faer's matrix product of the queries by cache-sized gallery blocks, a bounded selection
 //!   per query, and the same exact re-check;
-//! - [`SearchIndex::load`] maps the saved file (no copy), and [`LinearIndex::open_npy`] opens
+//! - [`SearchIndex::load`] maps the saved file (no copy), and [`LinearIndex::open_cached`] opens
 //!   the notebook's float64 `.npy` through a native file converted once.
 //!
 //! Hits come in [`Hit::ranking`] order: score descending, then row ascending.
 //!
 //! # Example
 //! ```
-//! use embed_store::{SearchIndex, Vectors};
+//! use search_core::{SearchIndex, Vectors};
 //! use search_linear::LinearIndex;
 //! let gallery = Vectors::new(2, vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.8])?;
 //! let index = LinearIndex::build(gallery.view(), &Default::default(), &())?;
@@ -32,15 +32,17 @@
 //! Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! [`SearchIndex::search`]: embed_store::SearchIndex::search
-//! [`SearchIndex::search_threshold`]: embed_store::SearchIndex::search_threshold
-//! [`SearchIndex::load`]: embed_store::SearchIndex::load
-//! [`Hit::ranking`]: embed_store::Hit::ranking
+//! [`SearchIndex::search`]: search_core::SearchIndex::search
+//! [`SearchIndex::search_threshold`]: search_core::SearchIndex::search_threshold
+//! [`SearchIndex::load`]: search_core::SearchIndex::load
+//! [`Hit::ranking`]: search_core::Hit::ranking
 #![deny(missing_docs)]
 
 mod codes;
 mod index;
+mod kind;
 mod select;
 
 pub use codes::compact_kernel_name;
 pub use index::{BATCH_BLOCK_ROWS, LinearIndex, LinearParams, ScanMode, ScanStats};
+pub use kind::KIND;

@@ -2,7 +2,7 @@
 //! [`Hit::ranking`]) with a linear-time partial selection whenever it fills. No full sort until
 //! the end, and the cut-off (`floor`) only ever rises.
 
-use embed_store::Hit;
+use search_core::Hit;
 
 /// The best `k` hits pushed so far (plus up to `k` more awaiting the next cut).
 #[derive(Clone, Debug)]

@@ -1,6 +1,6 @@
 //! The linear engine against a naive f64 reference, on random galleries.
 
-use embed_store::{Hit, SearchIndex, Vectors};
+use search_core::{Hit, SearchIndex, Vectors};
 use proptest::prelude::*;
 use search_linear::{LinearIndex, ScanMode};
 
@@ -250,7 +250,7 @@ fn version_1_files_still_open_and_cut_files_are_errors() {
     // A version-1 file as the first release wrote it: meta [dim, len] + vectors.
     let v1 = dir.path().join("v1.idx");
     let meta = [32u64, 50];
-    embed_store::container::write_container(
+    search_core::container::write_container(
         &v1,
         b"linear\0\0",
         1,
@@ -313,9 +313,9 @@ fn the_notebooks_npy_opens_through_a_cache_made_once() {
     let npy = dir.path().join("search_data.npy");
     embed_store::npy::write_gallery(&npy, &data.gallery).unwrap(); // float64, as the notebook
     let cache = dir.path().join("search_data.linear");
-    let first = LinearIndex::open_npy(&npy, &cache).unwrap();
+    let first = LinearIndex::open_cached(&npy, &cache, embed_store::npy::read_vectors).unwrap();
     let made = std::fs::metadata(&cache).unwrap().modified().unwrap();
-    let second = LinearIndex::open_npy(&npy, &cache).unwrap();
+    let second = LinearIndex::open_cached(&npy, &cache, embed_store::npy::read_vectors).unwrap();
     assert_eq!(
         std::fs::metadata(&cache).unwrap().modified().unwrap(),
         made,
@@ -341,7 +341,7 @@ fn the_notebooks_npy_opens_through_a_cache_made_once() {
     // A changed source is converted again.
     std::thread::sleep(std::time::Duration::from_millis(20));
     embed_store::npy::write_gallery(&npy, &data.queries).unwrap();
-    let third = LinearIndex::open_npy(&npy, &cache).unwrap();
+    let third = LinearIndex::open_cached(&npy, &cache, embed_store::npy::read_vectors).unwrap();
     assert_eq!(third.len(), data.queries.len());
 }
 

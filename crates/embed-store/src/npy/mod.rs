@@ -26,10 +26,10 @@ use std::path::Path;
 use npyz::{DType, WriterBuilder};
 use rayon::prelude::*;
 
-use crate::error::{Error, Result};
-use crate::fileio::{map_file, write_atomically};
+use search_core::{Error, Result};
+use search_core::{map_file, write_atomically};
 use crate::gallery::Gallery;
-use crate::vectors::Vectors;
+use search_core::Vectors;
 
 mod header;
 
@@ -37,10 +37,8 @@ use header::{ByteOrder, Kind};
 
 /// Reads a gallery file in the notebook's layout: vectors `(n, d)` then `n` labels.
 pub fn read_gallery(path: &Path) -> Result<Gallery> {
-    let map = map_file(path)?;
-    let mut cursor = Cursor::new(&map[..]);
-    let vectors = read_vectors_at(path, &mut cursor)?;
-    if cursor.position() as usize == map.len() {
+    let (vectors, labels) = read_vectors_and_labels(path)?;
+    let Some(labels) = labels else {
         return Err(Error::format(
             path,
             format!(
@@ -48,6 +46,18 @@ pub fn read_gallery(path: &Path) -> Result<Gallery> {
                 vectors.len()
             ),
         ));
+    };
+    Gallery::new(vectors, labels)
+}
+
+/// Reads the vectors of a `.npy` file and, when the file goes on with a second array, its
+/// labels (the notebook's layout); `None` when the file holds the vectors alone.
+pub fn read_vectors_and_labels(path: &Path) -> Result<(Vectors, Option<Vec<String>>)> {
+    let map = map_file(path)?;
+    let mut cursor = Cursor::new(&map[..]);
+    let vectors = read_vectors_at(path, &mut cursor)?;
+    if cursor.position() as usize == map.len() {
+        return Ok((vectors, None));
     }
     let labels = read_labels_at(path, &mut cursor)?;
     if labels.len() != vectors.len() {
@@ -60,7 +70,7 @@ pub fn read_gallery(path: &Path) -> Result<Gallery> {
             ),
         ));
     }
-    Gallery::new(vectors, labels)
+    Ok((vectors, Some(labels)))
 }
 
 /// Reads only the first array of a `.npy` file: float32 or float64 vectors of shape `(n, d)`.

@@ -9,7 +9,7 @@
 //! this test was written; Python annoy agreed with us on all 90).
 
 use annoy_rs::{AnnoyIndex, AnnoyIndexSearchApi, IndexType};
-use embed_store::SearchIndex;
+use search_core::SearchIndex;
 use search_forest::{ForestIndex, ForestParams, Metric};
 
 fn check(metric: Metric, index_type: IndexType) {

@@ -1,6 +1,6 @@
 //! Shared helpers: small seeded galleries.
 
-use embed_store::Vectors;
+use search_core::Vectors;
 
 /// A deterministic pseudo-random gallery of `n` rows in `dim` dimensions (uniform in [-1, 1]).
 pub fn gallery(n: usize, dim: usize, seed: u64) -> Vectors {

@@ -1,6 +1,6 @@
 //! Damaged files give errors, never panics; whatever opens can be queried without panicking.
 
-use embed_store::{Error, SearchIndex};
+use search_core::{Error, SearchIndex};
 use proptest::prelude::*;
 use search_forest::{ForestIndex, ForestParams, Metric};
 

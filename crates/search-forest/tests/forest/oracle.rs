@@ -1,7 +1,7 @@
 //! The forest against the exact linear engine: with `search_k >= n * n_trees` every item is a
 //! candidate, so the answers must be exact.
 
-use embed_store::{Hit, SearchIndex, Vectors};
+use search_core::{Hit, SearchIndex, Vectors};
 use proptest::prelude::*;
 use search_forest::{ForestIndex, ForestParams, Metric, Split};
 use search_linear::LinearIndex;
@@ -192,7 +192,7 @@ fn bad_inputs_are_errors() {
         }
         let bad = Vectors::new(8, bad).unwrap();
         match ForestIndex::build(bad.view(), &ForestParams::default(), &()) {
-            Err(embed_store::Error::BadVector { what, .. }) => {
+            Err(search_core::Error::BadVector { what, .. }) => {
                 assert_eq!(what, format!("gallery row {row}"))
             }
             other => panic!("row {row} = {damage}: {other:?}"),
@@ -210,7 +210,7 @@ fn dimensions_up_to_the_limit_build_and_wider_ones_are_refused() {
                 assert!(ok, "{dim} dims built");
                 assert_eq!(forest.search(&rows.as_slice()[..dim], 1).unwrap()[0].id, 0);
             }
-            Err(embed_store::Error::InvalidArgument(message)) => {
+            Err(search_core::Error::InvalidArgument(message)) => {
                 assert!(!ok, "{dim} dims refused: {message}");
                 assert!(message.contains("66304"), "{message}");
             }

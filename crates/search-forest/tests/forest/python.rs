@@ -2,7 +2,7 @@
 //! `fixtures/scripts/make_annoy_fixtures.py`, with its answers) and it opens ours, and both
 //! readers return the same neighbours for the same query and `search_k`.
 
-use embed_store::{SearchIndex, Vectors};
+use search_core::{SearchIndex, Vectors};
 use search_forest::{ForestIndex, ForestParams, Metric};
 use search_linear::LinearIndex;
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! Save and load: the same bytes, the same answers.
 
-use embed_store::SearchIndex;
+use search_core::SearchIndex;
 use search_forest::{ForestIndex, ForestParams, Metric};
 
 #[test]
@@ -121,7 +121,7 @@ struct Counted {
     done: std::sync::atomic::AtomicU64,
 }
 
-impl embed_store::Progress for Counted {
+impl search_core::Progress for Counted {
     fn set_total(&self, total: u64) {
         self.total
             .store(total, std::sync::atomic::Ordering::Relaxed);

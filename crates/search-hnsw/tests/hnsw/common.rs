@@ -1,6 +1,6 @@
 //! Shared helpers: seeded random galleries and recall against the exact engine.
 
-use embed_store::{SearchIndex, Vectors};
+use search_core::{SearchIndex, Vectors};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use search_linear::LinearIndex;

@@ -1,6 +1,6 @@
 //! Our own file: round trip, in-place search, and corrupt files.
 
-use embed_store::{Error, SearchIndex};
+use search_core::{Error, SearchIndex};
 use search_hnsw::{HnswIndex, HnswParams};
 
 use crate::common::random_vectors;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use embed_store::{Error, SearchIndex};
+use search_core::{Error, SearchIndex};
 use search_hnsw::{HnswIndex, HnswParams, Space};
 
 use crate::common::random_vectors;

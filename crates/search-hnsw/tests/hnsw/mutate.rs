@@ -1,6 +1,6 @@
 //! Adding and deleting items after the build, and keeping them through save/load.
 
-use embed_store::{Error, SearchIndex, Vectors};
+use search_core::{Error, SearchIndex, Vectors};
 use search_hnsw::{HnswIndex, HnswParams};
 use search_linear::LinearIndex;
 

@@ -1,6 +1,6 @@
 //! HNSW against the exact linear engine on small random galleries.
 
-use embed_store::{Error, SearchIndex};
+use search_core::{Error, SearchIndex};
 use proptest::prelude::*;
 use search_hnsw::{HnswIndex, HnswParams};
 use search_linear::LinearIndex;
@@ -114,7 +114,7 @@ fn bad_input_is_an_error() {
     assert_eq!(index.knob().unwrap().value, 7);
     let mut rows = gallery.as_slice().to_vec();
     rows[8 * 3 + 2] = f32::INFINITY;
-    let bad = embed_store::Vectors::new(8, rows).unwrap();
+    let bad = search_core::Vectors::new(8, rows).unwrap();
     let err = HnswIndex::build(bad.view(), &small_params(1), &()).unwrap_err();
     assert!(err.to_string().contains("row 3"), "{err}");
     let p = HnswParams {
@@ -126,7 +126,7 @@ fn bad_input_is_an_error() {
 
 #[test]
 fn empty_gallery_is_refused() {
-    let v = embed_store::Vectors::with_dim(4);
+    let v = search_core::Vectors::with_dim(4);
     let err = HnswIndex::build(v.view(), &small_params(1), &()).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
 }

@@ -14,8 +14,8 @@ use crate::error::{Error, Result};
 /// use std::io::Write;
 /// let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("index.bin");
-/// embed_store::write_atomically(&path, |w| w.write_all(b"good"))?;
-/// let failed = embed_store::write_atomically(&path, |w| {
+/// search_core::write_atomically(&path, |w| w.write_all(b"good"))?;
+/// let failed = search_core::write_atomically(&path, |w| {
 ///     w.write_all(b"half")?;
 ///     Err(std::io::Error::other("disk full"))
 /// });

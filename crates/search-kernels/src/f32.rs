@@ -12,7 +12,7 @@ pub type DotFn = fn(&[f32], &[f32]) -> f32;
 /// Inner product of `a` and `b` (equal lengths), with the fastest kernel this CPU supports.
 ///
 /// ```
-/// assert_eq!(embed_store::kernels::dot(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), 32.0);
+/// assert_eq!(search_kernels::dot(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), 32.0);
 /// ```
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -1,4 +1,4 @@
-//! The one error type of `embed-store`, shared by every engine through [`crate::SearchIndex`].
+//! The one error type of `search-core`, shared by every engine through [`crate::SearchIndex`].
 
 use std::path::PathBuf;
 

@@ -15,7 +15,7 @@ use memmap2::{Advice, Mmap};
 /// How an index opened from a file brings the parts its searches read into memory.
 ///
 /// ```
-/// use embed_store::Warmup;
+/// use search_core::Warmup;
 /// assert_eq!(Warmup::default(), Warmup::Background);
 /// assert_eq!("eager".parse::<Warmup>(), Ok(Warmup::Eager));
 /// ```

@@ -13,10 +13,10 @@ impl Vectors {
     /// Wraps `data` as rows of `dim` components.
     ///
     /// ```
-    /// let v = embed_store::Vectors::new(2, vec![1.0, 0.0, 0.0, 1.0])?;
+    /// let v = search_core::Vectors::new(2, vec![1.0, 0.0, 0.0, 1.0])?;
     /// assert_eq!(v.len(), 2);
     /// assert_eq!(v.row(1), &[0.0, 1.0]);
-    /// # Ok::<(), embed_store::Error>(())
+    /// # Ok::<(), search_core::Error>(())
     /// ```
     pub fn new(dim: usize, data: Vec<f32>) -> Result<Self> {
         VectorView::new(dim, &data)?;
@@ -154,7 +154,7 @@ impl<'a> VectorView<'a> {
 /// with it is defined. `what` names the vector in the error ("query", "gallery row 3", ...).
 ///
 /// ```
-/// use embed_store::{check_vector, Error};
+/// use search_core::{check_vector, Error};
 /// assert!(check_vector(&[1.0, 2.0], 2, || "query".into()).is_ok());
 /// assert!(matches!(check_vector(&[0.0, 0.0], 2, || "query".into()), Err(Error::BadVector { .. })));
 /// assert!(matches!(check_vector(&[1.0], 2, || "query".into()), Err(Error::Dimension { .. })));
@@ -185,9 +185,9 @@ pub fn check_vector(v: &[f32], dim: usize, what: impl FnOnce() -> String) -> Res
 /// Checks `v` like [`check_vector`] and returns it scaled to unit length.
 ///
 /// ```
-/// let u = embed_store::normalized(&[3.0, 4.0], 2, || "query".into())?;
+/// let u = search_core::normalized(&[3.0, 4.0], 2, || "query".into())?;
 /// assert!((u[0] - 0.6).abs() < 1e-6 && (u[1] - 0.8).abs() < 1e-6);
-/// # Ok::<(), embed_store::Error>(())
+/// # Ok::<(), search_core::Error>(())
 /// ```
 pub fn normalized(v: &[f32], dim: usize, what: impl FnOnce() -> String) -> Result<Vec<f32>> {
     check_vector(v, dim, what)?;

@@ -21,7 +21,7 @@ impl Hit {
     /// The order every engine returns hits in: higher score first, then lower id.
     ///
     /// ```
-    /// use embed_store::Hit;
+    /// use search_core::Hit;
     /// let mut hits = vec![Hit { id: 2, score: 0.5 }, Hit { id: 1, score: 0.9 }, Hit { id: 0, score: 0.5 }];
     /// hits.sort_by(Hit::ranking);
     /// assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), [1, 0, 2]);
@@ -112,8 +112,8 @@ pub trait SearchIndex: Send + Sync + Sized {
 /// needs an id that fits in [`Hit::id`] (`u32`).
 ///
 /// ```
-/// assert!(embed_store::check_gallery_len(10).is_ok());
-/// assert!(embed_store::check_gallery_len(0).is_err());
+/// assert!(search_core::check_gallery_len(10).is_ok());
+/// assert!(search_core::check_gallery_len(0).is_err());
 /// ```
 pub fn check_gallery_len(rows: usize) -> Result<()> {
     if rows == 0 {
@@ -140,9 +140,9 @@ pub fn check_k(k: usize) -> Result<()> {
 /// Checks a cosine threshold: it must be a number in [-1, 1].
 ///
 /// ```
-/// assert!(embed_store::check_tau(0.35).is_ok());
-/// assert!(embed_store::check_tau(1.5).is_err());
-/// assert!(embed_store::check_tau(f32::NAN).is_err());
+/// assert!(search_core::check_tau(0.35).is_ok());
+/// assert!(search_core::check_tau(1.5).is_err());
+/// assert!(search_core::check_tau(f32::NAN).is_err());
 /// ```
 pub fn check_tau(tau: f32) -> Result<()> {
     if !(-1.0..=1.0).contains(&tau) {
