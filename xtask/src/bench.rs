@@ -276,10 +276,15 @@ impl EnginePlan {
         let split = |s: &str, sep: char, what: &str| -> Result<(String, String), String> {
             s.split_once(sep)
                 .map(|(a, b)| (a.to_owned(), b.to_owned()))
-                .ok_or_else(|| format!("{what} {s:?}: expected {}", match sep {
-                    '=' => "ENGINE=VALUE",
-                    _ => "ENGINE.NAME=VALUE",
-                }))
+                .ok_or_else(|| {
+                    format!(
+                        "{what} {s:?}: expected {}",
+                        match sep {
+                            '=' => "ENGINE=VALUE",
+                            _ => "ENGINE.NAME=VALUE",
+                        }
+                    )
+                })
         };
         let known = |engine: &str| search_engines::kind(engine).map(|_| ());
         let mut params = Vec::new();
@@ -292,7 +297,11 @@ impl EnginePlan {
         // The notebook's shortcuts.
         let shortcuts = [
             ("hnsw", "m", args.m.map(|v| v.to_string())),
-            ("hnsw", "ef_construction", args.ef_construction.map(|v| v.to_string())),
+            (
+                "hnsw",
+                "ef_construction",
+                args.ef_construction.map(|v| v.to_string()),
+            ),
             ("hnsw", "ef", args.ef.map(|v| v.to_string())),
             ("forest", "n_trees", args.trees.map(|v| v.to_string())),
             ("forest", "leaf_size", args.leaf.clone()),
@@ -355,7 +364,11 @@ impl EnginePlan {
     }
 
     fn knob(&self, engine: &str) -> Option<usize> {
-        self.knobs.iter().rev().find(|(e, _)| e == engine).map(|(_, v)| *v)
+        self.knobs
+            .iter()
+            .rev()
+            .find(|(e, _)| e == engine)
+            .map(|(_, v)| *v)
     }
 
     fn index(&self, engine: &str) -> Option<&Path> {
@@ -371,7 +384,11 @@ impl EnginePlan {
             threads: args.threads,
             ..SweepSpec::default()
         };
-        let given = self.sweeps.iter().find(|(e, _)| e == kind.name).map(|(_, v)| v.clone());
+        let given = self
+            .sweeps
+            .iter()
+            .find(|(e, _)| e == kind.name)
+            .map(|(_, v)| v.clone());
         match kind.knob {
             None => base,
             Some("search_k") => SweepSpec {

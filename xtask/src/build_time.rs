@@ -50,13 +50,19 @@ pub fn run(args: &BuildTimeArgs) -> Result<(), Box<dyn Error>> {
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
         let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))?;
-        let t = result["build_s"].as_f64().ok_or("the peer printed no build_s")?;
+        let t = result["build_s"]
+            .as_f64()
+            .ok_or("the peer printed no build_s")?;
         let call_only = result["build_call_only"] == true;
         println!(
             "round {round}: {} {o:.2} s, {} {t:.2} s{}",
             kind.name,
             args.peer,
-            if call_only { " (its build call alone)" } else { "" }
+            if call_only {
+                " (its build call alone)"
+            } else {
+                ""
+            }
         );
         ours.push(o);
         theirs.push(t);

@@ -30,12 +30,12 @@ fn engines_table() -> String {
     let mut out = String::new();
     for kind in search_engines::ENGINES {
         out += &format!("{}: {}\n", kind.name, kind.about);
-        out += &format!(
-            "  knob: {}\n",
-            kind.knob.unwrap_or("none (exact)")
-        );
+        out += &format!("  knob: {}\n", kind.knob.unwrap_or("none (exact)"));
         for p in kind.params {
-            out += &format!("  --param {}.{}={:<10} {}\n", kind.name, p.name, p.default, p.about);
+            out += &format!(
+                "  --param {}.{}={:<10} {}\n",
+                kind.name, p.name, p.default, p.about
+            );
         }
     }
     out

@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::{Value, json};
+use bench_runner::{BenchFile, EngineReport, SweepPoint};
+use serde_json::json;
 
 use crate::cli::PeersArgs;
 
@@ -24,18 +25,16 @@ pub fn run(args: &PeersArgs) -> Result<(), Box<dyn Error>> {
             .into());
         }
     }
-    let text = std::fs::read_to_string(&args.json).map_err(|e| {
-        format!(
-            "{}: {e} (run `cargo xtask bench --json {}` first)",
+    if !args.json.exists() {
+        return Err(format!(
+            "{} is missing: run `cargo xtask bench --json {}` first",
             args.json.display(),
             args.json.display()
         )
-    })?;
-    let mut doc: Value = serde_json::from_str(&text)?;
-    let key = doc["dataset_key"]
-        .as_str()
-        .ok_or("the bench JSON has no dataset_key: run `cargo xtask bench --json` again")?
-        .to_owned();
+        .into());
+    }
+    let mut doc = BenchFile::read(&args.json)?;
+    let key = doc.dataset_key.clone();
     let on_disk = std::fs::read_to_string(args.results.join("dataset.key")).unwrap_or_default();
     if on_disk != key {
         return Err(format!(
@@ -46,7 +45,7 @@ pub fn run(args: &PeersArgs) -> Result<(), Box<dyn Error>> {
         )
         .into());
     }
-    let k = doc["k"].as_u64().unwrap_or(4);
+    let k = doc.report.k;
 
     let root = workspace_root();
     // Check for what the chosen peers need before running any of them.
@@ -59,7 +58,6 @@ pub fn run(args: &PeersArgs) -> Result<(), Box<dyn Error>> {
         check_nightly()?;
     }
     let script = root.join("scripts/peers.py");
-    let mut peers: Vec<Value> = doc["peers"].as_array().cloned().unwrap_or_default();
     for peer in &args.peers {
         let name = peer.as_str();
         eprintln!("running peer {name}...");
@@ -99,9 +97,7 @@ pub fn run(args: &PeersArgs) -> Result<(), Box<dyn Error>> {
         if peer.is_rust() {
             // peers.py always sweeps; the Rust peers sweep when asked. Same threshold as the bench.
             cmd.arg("--sweep");
-            if let Some(tau) = doc["tau"].as_f64() {
-                cmd.args(["--tau", &(tau as f32).to_string()]);
-            }
+            cmd.args(["--tau", &doc.report.tau.to_string()]);
         }
         let out = cmd.output().map_err(|e| format!("{program}: {e}"))?;
         if !out.status.success() {
@@ -109,27 +105,28 @@ pub fn run(args: &PeersArgs) -> Result<(), Box<dyn Error>> {
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
         let last = stdout.lines().last().unwrap_or("");
-        let result: Value = serde_json::from_str(last)
+        let result: EngineReport = serde_json::from_str(last)
             .map_err(|e| format!("peer {name} printed no result ({e}): {stdout}"))?;
-        peers.retain(|p| p["name"] != result["name"]);
-        peers.push(result);
+        doc.peers.retain(|p| p.name != result.name);
+        doc.peers.push(result);
         // Save after each peer, so a long run keeps what it measured.
-        doc["peers"] = Value::Array(peers.clone());
-        std::fs::write(&args.json, serde_json::to_string_pretty(&doc)?)?;
+        doc.write(&args.json)?;
     }
-    doc["peers_params"] = json!({
+    let earlier_python = doc
+        .peers_params
+        .as_ref()
+        .and_then(|p| p.get("python").cloned())
+        .unwrap_or_default();
+    doc.peers_params = Some(json!({
         "note": "each peer runs in its own process; Python peers ask all queries in one batch \
                  call (annoy: one call per query, a thread pool for all threads); ours and the \
                  Rust peers (hnswlib-rs, annoy-rs) call search() per query through the \
                  SearchIndex trait, measured by bench-runner",
         // A run of Rust peers alone keeps the Python of the peers merged earlier.
-        "python": python.map_or_else(
-            || doc["peers_params"]["python"].clone(),
-            |p| json!(p.display().to_string())
-        ),
+        "python": python.map_or(earlier_python, |p| json!(p.display().to_string())),
         "rust_peers": "peers-rs/ built by `cargo +nightly run --release` (target-cpu=native)",
-    });
-    std::fs::write(&args.json, serde_json::to_string_pretty(&doc)?)?;
+    }));
+    doc.write(&args.json)?;
     eprintln!("wrote {}", args.json.display());
     println!("{}", ratio_table(&doc));
     if let Some(dir) = &args.report {
@@ -243,38 +240,32 @@ const PAIRS: [(&str, &[&str]); 3] = [
 ];
 
 /// Best queries/s (one thread or all) among the sweep points with recall ≥ `target`.
-fn qps_at(e: &Value, field: &str, target: f64) -> Option<f64> {
-    e["sweep"]
-        .as_array()?
+fn qps_at(e: &EngineReport, field: fn(&SweepPoint) -> f64, target: f64) -> Option<f64> {
+    e.sweep
         .iter()
-        .filter(|p| p["recall_at_k"].as_f64().is_some_and(|r| r >= target))
-        .filter_map(|p| p[field].as_f64())
+        .filter(|p| p.recall_at_k >= target)
+        .map(field)
         .reduce(f64::max)
 }
 
 /// The ratios ours/theirs, one row per (engine, peer) pair.
-pub fn ratio_table(doc: &Value) -> String {
-    let find = |key: &str, name: &str| {
-        doc[key]
-            .as_array()
-            .and_then(|a| a.iter().find(|e| e["name"] == name))
-            .cloned()
-    };
-    type Figure = (&'static str, fn(&Value) -> Option<f64>);
+pub fn ratio_table(doc: &BenchFile) -> String {
+    let find = |list: &'_ [EngineReport], name: &str| list.iter().find(|e| e.name == name).cloned();
+    type Figure = (&'static str, fn(&EngineReport) -> Option<f64>);
     let figures: [Figure; 11] = [
-        ("build", |e| e["build_s"].as_f64()),
-        ("load", |e| e["load_s"].as_f64()),
-        ("cold 1st", |e| e["cold"]["total_s"].as_f64()),
-        ("size", |e| e["index_bytes"].as_f64()),
-        ("peakRSS", |e| e["peak_rss_bytes"].as_f64()),
+        ("build", |e| Some(e.build_s)),
+        ("load", |e| Some(e.load_s)),
+        ("cold 1st", |e| e.cold.map(|c| c.total_s)),
+        ("size", |e| Some(e.index_bytes as f64)),
+        ("peakRSS", |e| e.peak_rss_bytes.map(|b| b as f64)),
         ("RSSgrowth", |e| {
-            Some(e["peak_rss_bytes"].as_f64()? - e["rss_before_bytes"].as_f64()?)
+            Some(e.peak_rss_bytes? as f64 - e.rss_before_bytes? as f64)
         }),
-        ("median q", |e| e["query_median_s"].as_f64()),
-        ("qps1@.90", |e| qps_at(e, "qps_1t", 0.90)),
-        ("qps1@.99", |e| qps_at(e, "qps_1t", 0.99)),
-        ("qpsN@.90", |e| qps_at(e, "qps_all", 0.90)),
-        ("qpsN@.99", |e| qps_at(e, "qps_all", 0.99)),
+        ("median q", |e| Some(e.query_median_s)),
+        ("qps1@.90", |e| qps_at(e, |p| p.qps_1t, 0.90)),
+        ("qps1@.99", |e| qps_at(e, |p| p.qps_1t, 0.99)),
+        ("qpsN@.90", |e| qps_at(e, |p| p.qps_all, 0.90)),
+        ("qpsN@.99", |e| qps_at(e, |p| p.qps_all, 0.99)),
     ];
     let mut out = String::new();
     let _ = writeln!(
@@ -291,11 +282,11 @@ pub fn ratio_table(doc: &Value) -> String {
     }
     out.push('\n');
     for (ours, peers) in PAIRS {
-        let Some(e) = find("engines", ours) else {
+        let Some(e) = find(&doc.report.engines, ours) else {
             continue;
         };
         for peer in peers {
-            let Some(p) = find("peers", peer) else {
+            let Some(p) = find(&doc.peers, peer) else {
                 continue;
             };
             let _ = write!(out, "{:<22}", format!("{ours} / {peer}"));

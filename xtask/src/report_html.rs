@@ -7,6 +7,7 @@ use std::error::Error;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use bench_runner::{BenchFile, EngineReport, SweepPoint};
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use serde_json::Value;
@@ -26,25 +27,26 @@ const PALETTE: [RGBColor; 12] = [
     RGBColor(100, 100, 255),
 ];
 
+/// Which queries/s of a sweep point: one thread or all.
+type Qps = fn(&SweepPoint) -> f64;
+
 /// One engine or peer as the page shows it.
 struct Entry<'a> {
     name: String,
     ours: bool,
-    e: &'a Value,
+    e: &'a EngineReport,
 }
 
 /// `cargo xtask report`: the page again from a JSON file.
 pub fn run(args: &crate::cli::ReportArgs) -> Result<(), Box<dyn Error>> {
-    let text =
-        std::fs::read_to_string(&args.json).map_err(|e| format!("{}: {e}", args.json.display()))?;
-    let page = write(&args.report, &serde_json::from_str(&text)?)?;
+    let page = write(&args.report, &BenchFile::read(&args.json)?)?;
     eprintln!("wrote {}", page.display());
     Ok(())
 }
 
 /// Writes `dir/report.html` from a bench JSON document (with `"peers"` when present) and
 /// returns its path.
-pub fn write(dir: &Path, doc: &Value) -> Result<PathBuf, Box<dyn Error>> {
+pub fn write(dir: &Path, doc: &BenchFile) -> Result<PathBuf, Box<dyn Error>> {
     std::fs::create_dir_all(dir)?;
     let html = render(doc)?;
     let path = dir.join("report.html");
@@ -52,16 +54,16 @@ pub fn write(dir: &Path, doc: &Value) -> Result<PathBuf, Box<dyn Error>> {
     Ok(path)
 }
 
-fn entries(doc: &Value) -> Vec<Entry<'_>> {
+fn entries(doc: &BenchFile) -> Vec<Entry<'_>> {
     let mut out = Vec::new();
-    for (key, ours) in [("engines", true), ("peers", false)] {
-        for e in doc[key].as_array().into_iter().flatten() {
-            let name = e["name"].as_str().unwrap_or("?");
+    for (list, ours) in [(&doc.report.engines, true), (&doc.peers, false)] {
+        for e in list {
+            let name = &e.name;
             out.push(Entry {
                 name: if ours {
                     format!("{name} (ours)")
                 } else {
-                    name.to_owned()
+                    name.clone()
                 },
                 ours,
                 e,
@@ -71,7 +73,7 @@ fn entries(doc: &Value) -> Vec<Entry<'_>> {
     out
 }
 
-pub fn render(doc: &Value) -> Result<String, Box<dyn Error>> {
+pub fn render(doc: &BenchFile) -> Result<String, Box<dyn Error>> {
     let entries = entries(doc);
     let mut h = String::new();
     let title = "Face-embedding search: engines compared";
@@ -79,42 +81,53 @@ pub fn render(doc: &Value) -> Result<String, Box<dyn Error>> {
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\n<style>{CSS}</style></head><body>\n<h1>{title}</h1>\n"
     );
-    let ds = &doc["dataset"];
+    let ds = &doc.dataset;
+    let r = &doc.report;
     let _ = writeln!(
         h,
         "<p class=\"lead\">Gallery of <b>{}</b> vectors × <b>{}</b> dims ({}); recall@{} against exact \
          search over <b>{}</b> held-out queries; cosine threshold τ = {}. Headline query \
          <code>{}</code>, truth: <code>{}</code>.</p>",
-        doc["gallery_len"],
-        doc["dim"],
+        r.gallery_len,
+        r.dim,
         esc(&dataset_text(ds)),
-        doc["k"],
-        doc["queries"],
-        doc["tau"]
-            .as_f64()
-            .map_or("?".into(), |t| (t as f32).to_string()),
-        esc(doc["query_label"].as_str().unwrap_or("")),
-        esc(&join(&doc["truth"]))
+        r.k,
+        r.queries,
+        r.tau,
+        esc(&r.query_label),
+        esc(&r.truth.join(" "))
     );
 
     h.push_str("<h2>Recall vs queries per second</h2>\n<p>Each line is one engine or peer with its speed/accuracy knob swept (HNSW <code>ef</code>, forest/annoy <code>search_k</code>, usearch <code>expansion_search</code>); up and to the right is better. Exact engines are single points. Ours: thick lines, filled dots; peers: thin lines, open dots.</p>\n<div class=\"row\">");
-    for (field, label) in [("qps_1t", "one thread"), ("qps_all", "all threads")] {
+    let threads: [(Qps, &str); 2] = [(|p| p.qps_1t, "one thread"), (|p| p.qps_all, "all threads")];
+    for (field, label) in threads {
         h.push_str("<figure>");
         h.push_str(&recall_plot(&entries, field, label)?);
         let _ = write!(
             h,
             "<figcaption>Queries/s on {label} (log scale) vs recall@{}</figcaption></figure>",
-            doc["k"]
+            r.k
         );
     }
     h.push_str("</div>\n");
 
     h.push_str("<h2>Build, load, size, memory</h2>\n<div class=\"row\">");
-    let bars: [(&str, &str, f64, &str); 4] = [
-        ("build_s", "Build time (s)", 1.0, "s"),
-        ("load_s", "Load time (ms)", 1e3, "ms"),
-        ("index_bytes", "Index size on disk (MB)", 1e-6, "MB"),
-        ("peak_rss_bytes", "Peak resident memory (MB)", 1e-6, "MB"),
+    type Figure = fn(&EngineReport) -> Option<f64>;
+    let bars: [(Figure, &str, f64, &str); 4] = [
+        (|e| Some(e.build_s), "Build time (s)", 1.0, "s"),
+        (|e| Some(e.load_s), "Load time (ms)", 1e3, "ms"),
+        (
+            |e| Some(e.index_bytes as f64),
+            "Index size on disk (MB)",
+            1e-6,
+            "MB",
+        ),
+        (
+            |e| e.peak_rss_bytes.map(|b| b as f64),
+            "Peak resident memory (MB)",
+            1e-6,
+            "MB",
+        ),
     ];
     for (field, caption, scale, unit) in bars {
         h.push_str("<figure>");
@@ -123,7 +136,7 @@ pub fn render(doc: &Value) -> Result<String, Box<dyn Error>> {
     }
     h.push_str("</div>\n<p class=\"note\">Build time 0 or missing: the index file was given or reused from an earlier run (its recorded build time is shown when reused). Peak memory: the process's high-water mark during that engine's build, load and queries (Linux VmHWM, reset before each engine), including the gallery and queries it holds; peers each run in their own process (Python, or peers-rs/ for the Rust crates).</p>\n");
 
-    if doc["peers"].is_array() {
+    if !doc.peers.is_empty() {
         let table = crate::peers::ratio_table(doc);
         let (legend, rows) = table.split_once('\n').unwrap_or(("", &table));
         let _ = write!(
@@ -140,18 +153,18 @@ pub fn render(doc: &Value) -> Result<String, Box<dyn Error>> {
     h.push_str(&sweep_tables(&entries));
 
     h.push_str("<h2>Machine and parameters</h2>\n<table class=\"kv\">");
-    for (k, v) in doc["machine"].as_object().into_iter().flatten() {
+    for (k, v) in doc.machine.as_object().into_iter().flatten() {
         let _ = write!(h, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&plain(v)));
     }
-    for (section, key) in [("parameters", "params"), ("dataset", "dataset")] {
+    for (section, value) in [("parameters", &doc.params), ("dataset", &doc.dataset)] {
         let mut flat = Vec::new();
-        flatten(section, &doc[key], &mut flat);
+        flatten(section, value, &mut flat);
         for (k, v) in flat {
             let _ = write!(h, "<tr><th>{}</th><td>{}</td></tr>", esc(&k), esc(&v));
         }
     }
     h.push_str("</table>\n");
-    if let Some(p) = doc["peers_params"].as_object() {
+    if let Some(p) = &doc.peers_params {
         h.push_str("<p>Peers:</p><pre>");
         h.push_str(&esc(&serde_json::to_string_pretty(p).unwrap_or_default()));
         h.push_str("</pre>\n");
@@ -175,18 +188,18 @@ fn dataset_text(ds: &Value) -> String {
     }
 }
 
-fn recall_plot(entries: &[Entry<'_>], field: &str, label: &str) -> Result<String, Box<dyn Error>> {
+fn recall_plot(entries: &[Entry<'_>], field: Qps, label: &str) -> Result<String, Box<dyn Error>> {
     type Series<'a, 'b> = (usize, &'a Entry<'b>, Vec<(f64, f64)>);
     let series: Vec<Series<'_, '_>> = entries
         .iter()
         .enumerate()
         .filter_map(|(i, en)| {
-            let mut pts: Vec<(f64, f64)> = en.e["sweep"]
-                .as_array()?
-                .iter()
-                .filter_map(|p| Some((p["recall_at_k"].as_f64()?, p[field].as_f64()?)))
-                .filter(|(r, q)| r.is_finite() && q.is_finite() && *q > 0.0)
-                .collect();
+            let mut pts: Vec<(f64, f64)> =
+                en.e.sweep
+                    .iter()
+                    .map(|p| (p.recall_at_k, field(p)))
+                    .filter(|(r, q)| r.is_finite() && q.is_finite() && *q > 0.0)
+                    .collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             let pts = pts
                 .into_iter()
@@ -287,14 +300,14 @@ fn recall_label(x: f64) -> String {
 
 fn bar_chart(
     entries: &[Entry<'_>],
-    field: &str,
+    field: fn(&EngineReport) -> Option<f64>,
     scale: f64,
     unit: &str,
 ) -> Result<String, Box<dyn Error>> {
     let bars: Vec<(usize, &Entry<'_>, f64)> = entries
         .iter()
         .enumerate()
-        .filter_map(|(i, en)| Some((i, en, en.e[field].as_f64()? * scale)))
+        .filter_map(|(i, en)| Some((i, en, field(en.e)? * scale)))
         .filter(|b| b.2.is_finite())
         .collect();
     let names: Vec<String> = bars.iter().map(|b| b.1.name.clone()).collect();
@@ -358,27 +371,27 @@ fn notebook_table(entries: &[Entry<'_>]) -> String {
     );
     for en in entries {
         let e = en.e;
-        let build = match e["index_origin"].as_str() {
-            Some("given") => "given".to_owned(),
-            Some("cached") => format!("{} (cached)", num(&e["build_s"], 2)),
-            _ => num(&e["build_s"], 2),
+        let build = match e.index_origin.as_str() {
+            "given" => "given".to_owned(),
+            "cached" => format!("{:.2} (cached)", e.build_s),
+            _ => format!("{:.2}", e.build_s),
         };
         let _ = writeln!(
             h,
             "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
             if en.ours { "ours" } else { "peer" },
             esc(&en.name),
-            num(&e["load_s"], 4),
-            num(&e["query_s"], 6),
-            num(&e["total_s"], 4),
-            scaled(&e["query_median_s"], 1e3, 3),
-            num(&e["recall_at_k"], 3),
-            num(&e["threshold_recall"], 3),
+            num(Some(e.load_s), 4),
+            num(Some(e.query_s), 6),
+            num(Some(e.total_s), 4),
+            num(Some(e.query_median_s * 1e3), 3),
+            num(Some(e.recall_at_k), 3),
+            num(e.threshold_recall, 3),
             build,
-            scaled(&e["index_bytes"], 1e-6, 1),
-            scaled(&e["peak_rss_bytes"], 1e-6, 0),
-            esc(e["knob"].as_str().unwrap_or("")),
-            esc(&join(&e["labels"]))
+            num(Some(e.index_bytes as f64 * 1e-6), 1),
+            num(e.peak_rss_bytes.map(|b| b as f64 * 1e-6), 0),
+            esc(e.knob.as_deref().unwrap_or("")),
+            esc(&e.labels.join(" "))
         );
     }
     h.push_str("</table>\n");
@@ -388,23 +401,24 @@ fn notebook_table(entries: &[Entry<'_>]) -> String {
 fn sweep_tables(entries: &[Entry<'_>]) -> String {
     let mut h = String::from("<div class=\"row\">");
     for en in entries {
-        let Some(points) = en.e["sweep"].as_array().filter(|p| !p.is_empty()) else {
+        let points = &en.e.sweep;
+        if points.is_empty() {
             continue;
-        };
+        }
         let _ = write!(
             h,
             "<table class=\"sweep\"><caption>{}</caption><tr><th>{}</th><th>recall@k</th><th>q/s 1 thread</th><th>q/s all</th></tr>",
             esc(&en.name),
-            esc(points[0]["param"].as_str().unwrap_or("knob"))
+            esc(&points[0].param)
         );
         for p in points {
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                p["value"],
-                num(&p["recall_at_k"], 4),
-                num(&p["qps_1t"], 0),
-                num(&p["qps_all"], 0)
+                p.value,
+                num(Some(p.recall_at_k), 4),
+                num(Some(p.qps_1t), 0),
+                num(Some(p.qps_all), 0)
             );
         }
         h.push_str("</table>");
@@ -413,24 +427,9 @@ fn sweep_tables(entries: &[Entry<'_>]) -> String {
     h
 }
 
-fn num(v: &Value, digits: usize) -> String {
-    v.as_f64().map_or("–".into(), |x| format!("{x:.digits$}"))
-}
-
-fn scaled(v: &Value, scale: f64, digits: usize) -> String {
-    v.as_f64()
-        .map_or("–".into(), |x| format!("{:.digits$}", x * scale))
-}
-
-fn join(v: &Value) -> String {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .map(|s| s.as_str().unwrap_or("?"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.filter(|x| x.is_finite())
+        .map_or("–".into(), |x| format!("{x:.digits$}"))
 }
 
 /// `{"hnsw": {"m": 48}}` as `("prefix.hnsw.m", "48")` rows; arrays of scalars on one line.
@@ -517,17 +516,64 @@ mod tests {
 
     #[test]
     fn page_is_self_contained_and_has_every_engine() {
-        let doc = json!({
-            "gallery_len": 10, "dim": 4, "k": 4, "queries": 2, "tau": 0.35,
-            "query_label": "id000_1", "truth": ["id000_2"],
-            "dataset": {"kind": "synthetic"},
-            "engines": [{"name": "hnsw", "build_s": 1.5, "load_s": 0.01, "index_bytes": 1000,
-                         "peak_rss_bytes": 5e6, "labels": ["a<b"],
-                         "sweep": [{"param": "ef", "value": 10, "recall_at_k": 0.9, "qps_1t": 1000.0, "qps_all": 1900.0},
-                                   {"param": "ef", "value": 20, "recall_at_k": 0.95, "qps_1t": 800.0, "qps_all": 1500.0}]}],
-            "peers": [{"name": "hnswlib", "build_s": 2.0, "load_s": 0.02, "index_bytes": 2000,
-                       "sweep": [{"param": "ef", "value": 10, "recall_at_k": 0.91, "qps_1t": 900.0, "qps_all": 1700.0}]}],
-        });
+        let sweep = |points: &[(usize, f64, f64, f64)]| -> Vec<SweepPoint> {
+            points
+                .iter()
+                .map(|&(value, recall_at_k, qps_1t, qps_all)| SweepPoint {
+                    param: "ef".into(),
+                    value,
+                    recall_at_k,
+                    qps_1t,
+                    qps_all,
+                })
+                .collect()
+        };
+        let engine = |name: &str, labels: &[&str], points: Vec<SweepPoint>| EngineReport {
+            name: name.into(),
+            params: String::new(),
+            build_s: 1.5,
+            build_reused: false,
+            load_s: 0.01,
+            query_s: 0.001,
+            total_s: 0.011,
+            cold: None,
+            warmup: None,
+            query_median_s: 0.0005,
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            recall_at_k: 0.95,
+            threshold_recall: None,
+            index_bytes: 1000,
+            knob: Some("ef=100".into()),
+            index_origin: "built".into(),
+            index_file: "x".into(),
+            peak_rss_bytes: Some(5_000_000),
+            rss_before_bytes: None,
+            sweep: points,
+            version: None,
+            threads: None,
+        };
+        let doc = BenchFile {
+            report: bench_runner::Report {
+                query_label: "id000_1".into(),
+                truth: vec!["id000_2".into()],
+                k: 4,
+                tau: 0.35,
+                gallery_len: 10,
+                dim: 4,
+                queries: 2,
+                engines: vec![engine(
+                    "hnsw",
+                    &["a<b"],
+                    sweep(&[(10, 0.9, 1000.0, 1900.0), (20, 0.95, 800.0, 1500.0)]),
+                )],
+            },
+            dataset_key: "key".into(),
+            dataset: json!({"kind": "synthetic"}),
+            params: json!({}),
+            machine: json!({}),
+            peers: vec![engine("hnswlib", &[], sweep(&[(10, 0.91, 900.0, 1700.0)]))],
+            peers_params: None,
+        };
         let page = render(&doc).unwrap();
         assert!(page.contains("hnsw (ours)") && page.contains("hnswlib"));
         assert!(page.contains("a&lt;b"), "labels are escaped");

@@ -44,4 +44,3 @@ pub use run::{
 };
 pub use sweep::{SweepPoint, SweepSpec, sweep};
 pub use workload::Workload;
-

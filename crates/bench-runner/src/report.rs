@@ -42,8 +42,9 @@ pub struct EngineReport {
     pub labels: Vec<String>,
     /// Mean fraction of the exact top-k found, over the held-out queries.
     pub recall_at_k: f64,
-    /// Fraction of the exact above-threshold rows found by threshold search, over all queries.
-    pub threshold_recall: f64,
+    /// Fraction of the exact above-threshold rows found by threshold search, over all queries
+    /// (`None` for a peer without threshold search).
+    pub threshold_recall: Option<f64>,
     /// Size of the index file on disk, in bytes.
     pub index_bytes: u64,
     /// The engine's speed/accuracy knob and its value, e.g. "ef=100".
@@ -134,7 +135,8 @@ impl BenchFile {
     /// Reads a bench JSON file.
     pub fn read(path: &std::path::Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: not a bench JSON file: {e}", path.display()))
+        serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not a bench JSON file: {e}", path.display()))
     }
 
     /// Writes it as pretty JSON.
@@ -205,7 +207,7 @@ impl Report {
                 cold(|c| c.file_read_s),
                 e.query_median_s * 1e3,
                 e.recall_at_k,
-                e.threshold_recall,
+                e.threshold_recall.unwrap_or(f64::NAN),
                 e.index_bytes as f64 / 1e6,
                 peak,
                 e.labels.join(" ")

@@ -149,7 +149,7 @@ pub fn run_engine(
         Ok(index)
     };
     // The notebook's Load and Query columns: open the file, ask the headline query.
-    let open_and_ask = |path: &Path| -> Result<(Box<dyn Engine>, f64, f64, Vec<Hit>)> {
+    let open_and_ask = |path: &Path| -> Result<Opened> {
         let start = Instant::now();
         let mut index = open(path)?;
         let load_s = start.elapsed().as_secs_f64();
@@ -163,14 +163,20 @@ pub fn run_engine(
                 index.search_threshold(&workload.headline.vector, workload.tau)?
             }
         };
-        Ok((index, load_s, start.elapsed().as_secs_f64(), hits))
+        Ok(Opened {
+            index,
+            load_s,
+            query_s: start.elapsed().as_secs_f64(),
+            hits,
+        })
     };
     // Cold first: nothing of ours maps the file now, so eviction drops all of it.
     let cold = if options.cold {
         let file_read_s = cache::read_cold_seconds(&path)?;
         cache::evict(&path)?;
-        let (index, load_s, query_s, _) = open_and_ask(&path)?;
-        drop(index);
+        let Opened {
+            load_s, query_s, ..
+        } = open_and_ask(&path)?;
         Some(ColdStart {
             load_s,
             query_s,
@@ -181,7 +187,12 @@ pub fn run_engine(
         None
     };
     cache::make_warm(&path)?;
-    let (mut index, load_s, query_s, headline_hits) = open_and_ask(&path)?;
+    let Opened {
+        mut index,
+        load_s,
+        query_s,
+        hits: headline_hits,
+    } = open_and_ask(&path)?;
 
     let mut times = Vec::with_capacity(workload.queries.len());
     let mut all_hits = Vec::with_capacity(workload.queries.len());
@@ -228,7 +239,7 @@ pub fn run_engine(
         query_median_s: median(&mut times).as_secs_f64(),
         labels: workload.labels_of(&headline_hits),
         recall_at_k: recall(&all_hits, &workload.exact_top_k),
-        threshold_recall: ratio(thr_found, thr_expected),
+        threshold_recall: Some(ratio(thr_found, thr_expected)),
         index_bytes: std::fs::metadata(&path)
             .map_err(|e| Error::io(&path, e))?
             .len(),
@@ -292,4 +303,12 @@ fn median(times: &mut [Duration]) -> Duration {
     }
     times.sort_unstable();
     times[times.len() / 2]
+}
+
+/// An index just opened, with the notebook's Load and Query times and the headline answer.
+struct Opened {
+    index: Box<dyn Engine>,
+    load_s: f64,
+    query_s: f64,
+    hits: Vec<Hit>,
 }

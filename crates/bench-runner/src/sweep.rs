@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use search_core::{Engine, Error, Hit, Result};
 use rayon::prelude::*;
+use search_core::{Engine, Error, Hit, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::workload::Workload;

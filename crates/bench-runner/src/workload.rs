@@ -1,9 +1,9 @@
 //! What every engine is measured on: gallery, queries, and the exact answers.
 
-use embed_store::synth::{Dataset, Headline};
 use embed_store::Gallery;
-use search_core::{Hit, Result, SearchIndex};
+use embed_store::synth::{Dataset, Headline};
 use rayon::prelude::*;
+use search_core::{Hit, Result, SearchIndex};
 use search_linear::LinearIndex;
 
 /// A gallery with its queries and the exact answers every engine is scored against.

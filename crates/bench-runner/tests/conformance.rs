@@ -7,11 +7,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use embed_store::synth::{SynthSpec, generate};
 use embed_store::Gallery;
-use search_core::{Error, Hit, SearchIndex, Vectors, Warmup};
+use embed_store::synth::{SynthSpec, generate};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
+use search_core::{Error, Hit, SearchIndex, Vectors, Warmup};
 use search_forest::ForestIndex;
 use search_hnsw::{HnswIndex, HnswParams};
 use search_linear::LinearIndex;
@@ -45,7 +45,10 @@ fn query_everything<E: SearchIndex>(index: &E) {
             index.len()
         );
         assert!(hits.windows(2).all(|w| Hit::ranking(&w[0], &w[1]).is_le()));
-        assert!(hits.iter().all(|h| h.score.is_nan() || h.score.abs() <= 1.0 + 1e-3));
+        assert!(
+            hits.iter()
+                .all(|h| h.score.is_nan() || h.score.abs() <= 1.0 + 1e-3)
+        );
     };
     if let Ok(hits) = index.search(&q, 5) {
         assert!(hits.len() <= 5);

@@ -1,7 +1,7 @@
 //! A gallery: vectors with one label per row.
 
-use search_core::{Error, Result};
 use search_core::Vectors;
+use search_core::{Error, Result};
 
 /// Labelled embeddings: row `i` of [`Gallery::vectors`] is the face called `labels[i]`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -84,7 +84,10 @@ impl Gallery {
 /// ```
 pub fn person_of(label: &str) -> &str {
     let without_digits = label.trim_end_matches(|c: char| c.is_ascii_digit());
-    if without_digits.len() < label.len() && !without_digits.ends_with('_') && !without_digits.is_empty() {
+    if without_digits.len() < label.len()
+        && !without_digits.ends_with('_')
+        && !without_digits.is_empty()
+    {
         // `Eduardo_Eiras2`: the image number follows the name directly.
         return without_digits;
     }

@@ -2,7 +2,7 @@
 
 /// Receives progress from long operations (builds, dataset generation).
 ///
-/// `()` ignores it; with the default `indicatif` feature an [`indicatif::ProgressBar`] shows it.
+/// `()` ignores it; the caller that draws (e.g. `cargo xtask`'s progress bars) implements it.
 pub trait Progress: Sync {
     /// Announces how many units the operation will take.
     fn set_total(&self, total: u64);
@@ -13,14 +13,4 @@ pub trait Progress: Sync {
 impl Progress for () {
     fn set_total(&self, _total: u64) {}
     fn advance(&self, _n: u64) {}
-}
-
-#[cfg(feature = "indicatif")]
-impl Progress for indicatif::ProgressBar {
-    fn set_total(&self, total: u64) {
-        self.set_length(total);
-    }
-    fn advance(&self, n: u64) {
-        self.inc(n);
-    }
 }

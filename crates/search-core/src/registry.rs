@@ -53,6 +53,16 @@ pub trait Engine: Send + Sync {
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
+impl std::fmt::Debug for dyn Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("name", &self.name())
+            .field("len", &self.len())
+            .field("dim", &self.dim())
+            .finish()
+    }
+}
+
 impl<T: SearchIndex + 'static> Engine for T {
     fn name(&self) -> &'static str {
         T::NAME
@@ -97,6 +107,11 @@ pub struct ParamSpec {
     pub about: &'static str,
 }
 
+/// Builds an index of one engine from vectors and a parameter map.
+pub type BuildFn = fn(VectorView<'_>, &Params, &dyn Progress) -> Result<Box<dyn Engine>>;
+/// Opens a file of the library an engine mirrors, given the vectors' dimension.
+pub type OpenForeignFn = fn(&Path, usize) -> Result<Box<dyn Engine>>;
+
 /// What the registry knows of an engine: one constant per engine crate.
 #[derive(Clone, Copy)]
 pub struct EngineKind {
@@ -111,12 +126,12 @@ pub struct EngineKind {
     /// True when `head` (a file's first bytes, up to 64) looks like one of its files.
     pub recognises: fn(head: &[u8]) -> bool,
     /// Builds an index from `vectors` with `params` (unknown names are an error).
-    pub build: fn(VectorView<'_>, &Params, &dyn Progress) -> Result<Box<dyn Engine>>,
+    pub build: BuildFn,
     /// Opens one of its files.
     pub open: fn(&Path, Warmup) -> Result<Box<dyn Engine>>,
     /// Opens a file of the library this engine mirrors (hnswlib's, annoy's), which does not
     /// record the dimension: vectors of `dim` components, cosine.
-    pub open_foreign: Option<fn(&Path, usize) -> Result<Box<dyn Engine>>>,
+    pub open_foreign: Option<OpenForeignFn>,
 }
 
 impl EngineKind {
@@ -204,9 +219,8 @@ impl Params {
         self.0
             .get(name)
             .map(|v| {
-                v.parse().map_err(|e| {
-                    Error::InvalidArgument(format!("parameter {name} = {v:?}: {e}"))
-                })
+                v.parse()
+                    .map_err(|e| Error::InvalidArgument(format!("parameter {name} = {v:?}: {e}")))
             })
             .transpose()
     }
@@ -225,11 +239,7 @@ impl Params {
             None => Ok(()),
             Some(unknown) => Err(Error::InvalidArgument(format!(
                 "unknown parameter {unknown:?}; this engine takes {}",
-                specs
-                    .iter()
-                    .map(|s| s.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
             ))),
         }
     }

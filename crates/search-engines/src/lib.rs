@@ -67,7 +67,10 @@ pub fn open(path: &Path, warmup: Warmup) -> Result<Box<dyn Engine>> {
         }
     }
     Err(last.unwrap_or_else(|| {
-        Error::format(path, "not an index file of any engine (linear, hnsw, forest)")
+        Error::format(
+            path,
+            "not an index file of any engine (linear, hnsw, forest)",
+        )
     }))
 }
 
@@ -95,7 +98,9 @@ mod tests {
     use search_core::Vectors;
 
     fn rows() -> Vectors {
-        let data = (0..200 * 8).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let data = (0..200 * 8)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
         Vectors::new(8, data).unwrap()
     }
 
@@ -111,11 +116,21 @@ mod tests {
             assert_eq!(opened.name(), kind.name);
             assert_eq!((opened.len(), opened.dim()), (200, 8));
             let q = rows.row(17);
-            assert_eq!(opened.search(q, 3).unwrap(), index.search(q, 3).unwrap(), "{}", kind.name);
+            assert_eq!(
+                opened.search(q, 3).unwrap(),
+                index.search(q, 3).unwrap(),
+                "{}",
+                kind.name
+            );
             assert_eq!(opened.knob().map(|k| k.name), kind.knob, "{}", kind.name);
             for spec in kind.params {
                 let p = Params::from_pairs([(spec.name, spec.default)]);
-                assert!(build(kind.name, rows.view(), &p, &()).is_ok(), "{} {}", kind.name, spec.name);
+                assert!(
+                    build(kind.name, rows.view(), &p, &()).is_ok(),
+                    "{} {}",
+                    kind.name,
+                    spec.name
+                );
             }
         }
     }
@@ -123,15 +138,22 @@ mod tests {
     #[test]
     fn unknown_engines_parameters_and_files_are_errors() {
         let rows = rows();
-        let err = build("annoy", rows.view(), &Params::new(), &()).unwrap_err().to_string();
+        let err = build("annoy", rows.view(), &Params::new(), &())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("linear, hnsw, forest"), "{err}");
         let err = build("hnsw", rows.view(), &Params::from_pairs([("M", "16")]), &())
             .unwrap_err()
             .to_string();
         assert!(err.contains("ef_construction"), "{err}");
-        let err = build("hnsw", rows.view(), &Params::from_pairs([("m", "many")]), &())
-            .unwrap_err()
-            .to_string();
+        let err = build(
+            "hnsw",
+            rows.view(),
+            &Params::from_pairs([("m", "many")]),
+            &(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("m = \"many\""), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("junk");

@@ -6,11 +6,11 @@
 //! Then the file is written once, in Annoy's node order: the item nodes, each tree's nodes
 //! (children before parents) in its own region, and a copy of every root at the end.
 
-use search_kernels::dot_kernel;
-use search_core::{Error, Progress, Result, VectorView};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
+use search_core::{Error, Progress, Result, VectorView};
+use search_kernels::dot_kernel;
 
 use crate::codes::{Aligned, PlaneCode, RowCodes, decode_plane, sum_code_max};
 use crate::kernels::{AddFn, Kernels, kernels};

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use search_kernels::dot_kernel;
 use search_core::{
     Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, Warmup, check_k, check_tau,
     check_vector, map_file, normalized, write_atomically,
 };
+use search_kernels::dot_kernel;
 
 use crate::build::{BuildSpec, Split, build_forest};
 use crate::layout::{Layout, Metric, Shape, angular_dims, validate, verify_nodes};

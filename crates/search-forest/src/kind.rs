@@ -7,12 +7,36 @@ use crate::index::{ForestIndex, ForestParams};
 use crate::layout::Metric;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec { name: "n_trees", default: "20", about: "number of trees (annoy's n_trees)" },
-    ParamSpec { name: "seed", default: "42", about: "seed of every random choice" },
-    ParamSpec { name: "metric", default: "angular", about: "angular or euclidean node layout" },
-    ParamSpec { name: "split", default: "two_means", about: "two_means, or best_of_N two-means runs" },
-    ParamSpec { name: "two_means_iterations", default: "400", about: "points sampled per two-means run" },
-    ParamSpec { name: "leaf_size", default: "64", about: "most items per leaf, or annoy for dim + 2" },
+    ParamSpec {
+        name: "n_trees",
+        default: "20",
+        about: "number of trees (annoy's n_trees)",
+    },
+    ParamSpec {
+        name: "seed",
+        default: "42",
+        about: "seed of every random choice",
+    },
+    ParamSpec {
+        name: "metric",
+        default: "angular",
+        about: "angular or euclidean node layout",
+    },
+    ParamSpec {
+        name: "split",
+        default: "two_means",
+        about: "two_means, or best_of_N two-means runs",
+    },
+    ParamSpec {
+        name: "two_means_iterations",
+        default: "400",
+        about: "points sampled per two-means run",
+    },
+    ParamSpec {
+        name: "leaf_size",
+        default: "64",
+        about: "most items per leaf, or annoy for dim + 2",
+    },
 ];
 
 /// The Annoy forest, for the registry (`search-engines`). Its files are Annoy's; an angular
@@ -54,7 +78,10 @@ impl TryFrom<&Params> for ForestParams {
         let leaf_size = match p.get::<String>("leaf_size")?.as_deref() {
             None => d.leaf_size,
             Some("annoy") => None,
-            Some(v) => Some(v.parse().map_err(|_| bad("leaf_size", v, "a count or annoy"))?),
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|_| bad("leaf_size", v, "a count or annoy"))?,
+            ),
         };
         Ok(ForestParams {
             n_trees: p.get_or("n_trees", d.n_trees)?,

@@ -35,8 +35,8 @@
 mod build;
 mod codes;
 mod index;
-mod kind;
 mod kernels;
+mod kind;
 mod layout;
 mod search;
 
@@ -44,5 +44,5 @@ pub use build::Split;
 pub use index::{DEFAULT_FRACTION, DEFAULT_LEAF_SIZE, ForestIndex, ForestParams, THRESHOLD_K};
 pub use layout::Metric;
 
-pub use search_core::SearchIndex;
 pub use kind::KIND;
+pub use search_core::SearchIndex;

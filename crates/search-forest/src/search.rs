@@ -201,10 +201,7 @@ impl<'a> Forest<'a> {
         let start = i * self.layout.words;
         if let Some(node) = self.words.get(start..) {
             // The first eight cache lines of the node: its header and the start of its vector.
-            search_kernels::prefetch(
-                node.as_ptr().cast(),
-                (self.layout.words * 4).min(8 * 64),
-            );
+            search_kernels::prefetch(node.as_ptr().cast(), (self.layout.words * 4).min(8 * 64));
         }
     }
 }

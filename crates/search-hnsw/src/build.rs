@@ -8,10 +8,10 @@
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
-use search_core::{Error, Progress, Result};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
+use search_core::{Error, Progress, Result};
 
 use crate::quant::DotI8;
 use crate::search::{Cand, Links, NoScreen, Scratch, greedy, search_layer};

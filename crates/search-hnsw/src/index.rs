@@ -3,12 +3,12 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use rayon::prelude::*;
 use search_core::container::{Container, write_container};
 use search_core::{
     Access, Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, Warmup, check_k,
     check_tau, check_vector,
 };
-use rayon::prelude::*;
 
 use crate::build::{Builder, F32Dist, Graph, I8Dist, MAX_LEVEL, NodeDist, draw_levels};
 use crate::quant::{code_stride, dot_i8_kernel, quantize};

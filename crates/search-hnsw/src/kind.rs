@@ -5,17 +5,43 @@ use search_core::{EngineKind, Error, ParamSpec, Params};
 use crate::index::{HnswIndex, HnswParams, KIND_BYTES, Space};
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec { name: "m", default: "48", about: "links per node on the upper layers (2M on layer 0)" },
-    ParamSpec { name: "ef_construction", default: "200", about: "candidate list size while building" },
-    ParamSpec { name: "ef", default: "100", about: "candidate list size while searching (the knob)" },
-    ParamSpec { name: "seed", default: "100", about: "seed of the levels and the insertion order" },
-    ParamSpec { name: "threads", default: "0", about: "build threads (0: all cores)" },
-    ParamSpec { name: "quantize", default: "true", about: "walk on int8 and one-bit codes, re-rank in f32" },
+    ParamSpec {
+        name: "m",
+        default: "48",
+        about: "links per node on the upper layers (2M on layer 0)",
+    },
+    ParamSpec {
+        name: "ef_construction",
+        default: "200",
+        about: "candidate list size while building",
+    },
+    ParamSpec {
+        name: "ef",
+        default: "100",
+        about: "candidate list size while searching (the knob)",
+    },
+    ParamSpec {
+        name: "seed",
+        default: "100",
+        about: "seed of the levels and the insertion order",
+    },
+    ParamSpec {
+        name: "threads",
+        default: "0",
+        about: "build threads (0: all cores)",
+    },
+    ParamSpec {
+        name: "quantize",
+        default: "true",
+        about: "walk on int8 and one-bit codes, re-rank in f32",
+    },
 ];
 
 /// The HNSW graph, for the registry (`search-engines`). It also opens hnswlib's files.
 pub const KIND: EngineKind = EngineKind {
-    open_foreign: Some(|path, dim| Ok(Box::new(HnswIndex::load_hnswlib(path, dim, Space::Cosine)?))),
+    open_foreign: Some(|path, dim| {
+        Ok(Box::new(HnswIndex::load_hnswlib(path, dim, Space::Cosine)?))
+    }),
     ..EngineKind::of::<HnswIndex>(
         "HNSW graph (hnswlib's algorithm, memory-mapped, int8 walk screened by one-bit codes)",
         PARAMS,

@@ -19,10 +19,10 @@
 
 use std::sync::OnceLock;
 
-use search_kernels::prefetch;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
+use search_kernels::prefetch;
 
 use crate::search::Screen;
 

@@ -3,13 +3,13 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use rayon::prelude::*;
 use search_core::container::{Container, write_container};
-use search_kernels::{DotFn, dot_kernel};
 use search_core::{
     Access, Error, Hit, Progress, Result, SearchIndex, VectorView, Vectors, Warmup, check_k,
     check_tau, normalized, normalized_rows,
 };
-use rayon::prelude::*;
+use search_kernels::{DotFn, dot_kernel};
 
 use crate::codes::{Bound, QueryCode, block_dot_kernel, encode_row, query_code_max};
 use crate::select::TopK;

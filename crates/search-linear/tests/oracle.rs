@@ -1,7 +1,7 @@
 //! The linear engine against a naive f64 reference, on random galleries.
 
-use search_core::{Hit, SearchIndex, Vectors};
 use proptest::prelude::*;
+use search_core::{Hit, SearchIndex, Vectors};
 use search_linear::{LinearIndex, ScanMode};
 
 fn naive_cosines(gallery: &[Vec<f32>], q: &[f32]) -> Vec<f64> {

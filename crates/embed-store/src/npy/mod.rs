@@ -26,10 +26,10 @@ use std::path::Path;
 use npyz::{DType, WriterBuilder};
 use rayon::prelude::*;
 
-use search_core::{Error, Result};
-use search_core::{map_file, write_atomically};
 use crate::gallery::Gallery;
 use search_core::Vectors;
+use search_core::{Error, Result};
+use search_core::{map_file, write_atomically};
 
 mod header;
 

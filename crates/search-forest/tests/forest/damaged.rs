@@ -1,7 +1,7 @@
 //! Damaged files give errors, never panics; whatever opens can be queried without panicking.
 
-use search_core::{Error, SearchIndex};
 use proptest::prelude::*;
+use search_core::{Error, SearchIndex};
 use search_forest::{ForestIndex, ForestParams, Metric};
 
 fn saved_forest() -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {

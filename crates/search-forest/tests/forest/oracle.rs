@@ -1,8 +1,8 @@
 //! The forest against the exact linear engine: with `search_k >= n * n_trees` every item is a
 //! candidate, so the answers must be exact.
 
-use search_core::{Hit, SearchIndex, Vectors};
 use proptest::prelude::*;
+use search_core::{Hit, SearchIndex, Vectors};
 use search_forest::{ForestIndex, ForestParams, Metric, Split};
 use search_linear::LinearIndex;
 

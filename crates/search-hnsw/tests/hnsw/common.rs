@@ -1,8 +1,8 @@
 //! Shared helpers: seeded random galleries and recall against the exact engine.
 
-use search_core::{SearchIndex, Vectors};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
+use search_core::{SearchIndex, Vectors};
 use search_linear::LinearIndex;
 
 /// `n` random rows of `dim` components in [-1, 1), seeded.

@@ -1,7 +1,7 @@
 //! HNSW against the exact linear engine on small random galleries.
 
-use search_core::{Error, SearchIndex};
 use proptest::prelude::*;
+use search_core::{Error, SearchIndex};
 use search_hnsw::{HnswIndex, HnswParams};
 use search_linear::LinearIndex;
 
