@@ -168,7 +168,7 @@ impl SearchIndex for AnnoyRs {
     const NAME: &'static str = "annoy-rs";
 
     /// Builds the forest with our `ForestIndex` (annoy-rs has no build).
-    fn build(
+    fn build_unchecked(
         vectors: VectorView<'_>,
         params: &ForestParams,
         progress: &dyn Progress,
@@ -225,7 +225,7 @@ impl SearchIndex for AnnoyRs {
         }
     }
 
-    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+    fn search_unchecked(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         check_k(k)?;
         let s = self.served()?;
         s.nearest(query, k, s.search_k.unwrap_or(-1))
@@ -233,7 +233,7 @@ impl SearchIndex for AnnoyRs {
 
     /// Every candidate of Annoy's walk (`search_k` set, else Annoy's default for
     /// [`THRESHOLD_K`] neighbours) above `tau`.
-    fn search_threshold(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
+    fn search_threshold_unchecked(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
         check_tau(tau)?;
         let s = self.served()?;
         let search_k = s.search_k.unwrap_or_else(|| {

@@ -120,7 +120,7 @@ impl SearchIndex for HnswlibRs {
     type Params = HnswlibRsParams;
     const NAME: &'static str = "hnswlib-rs";
 
-    fn build(
+    fn build_unchecked(
         vectors: VectorView<'_>,
         params: &HnswlibRsParams,
         progress: &dyn Progress,
@@ -308,7 +308,7 @@ impl SearchIndex for HnswlibRs {
         self.len
     }
 
-    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+    fn search_unchecked(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         check_k(k)?;
         check_vector(query, self.dim, || "query".into())?;
         self.top(query, k)
@@ -316,7 +316,7 @@ impl SearchIndex for HnswlibRs {
 
     /// Top-k searches with k growing ×4 (hnswlib-rs searches with `max(ef, k + 1)`) until the
     /// last hit is at or below `tau` or the whole index came back.
-    fn search_threshold(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
+    fn search_threshold_unchecked(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
         check_tau(tau)?;
         check_vector(query, self.dim, || "query".into())?;
         let mut k = 64.min(self.len);

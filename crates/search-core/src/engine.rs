@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::vectors::VectorView;
+use crate::vectors::check_vector;
 use crate::warm::Warmup;
 
 /// One search result: a gallery row and its cosine similarity to the query.
@@ -43,9 +44,14 @@ pub struct Knob {
 /// A cosine-similarity search index over a gallery of vectors: the one interface through which
 /// `bench-runner` builds, saves, loads and queries every engine.
 ///
-/// Engines know rows by number only: labels stay with the gallery. Every method checks its
-/// inputs (dimension, NaN, zero vectors, k = 0, τ outside [-1, 1]) and returns an [`Error`]
-/// rather than panicking.
+/// Engines know rows by number only: labels stay with the gallery. The checks live here, not
+/// in each engine: the provided [`build`](SearchIndex::build), [`search`](SearchIndex::search)
+/// and [`search_threshold`](SearchIndex::search_threshold) validate their inputs (empty
+/// gallery, dimension, NaN, infinite or zero vectors, k = 0, τ outside [-1, 1]) and return an
+/// [`Error`], then call the engine's `*_unchecked` method, then check its answer (real rows,
+/// similarities in [-1, 1], best first, above τ) so that a damaged index fails with
+/// [`Error::Damaged`] rather than answering wrongly. Engines implement the `*_unchecked`
+/// methods and may assume valid input.
 pub trait SearchIndex: Send + Sync + Sized {
     /// Build parameters; `Default` gives the notebook's settings.
     type Params: Clone + Default + std::fmt::Debug + Send + Sync;
@@ -57,6 +63,18 @@ pub trait SearchIndex: Send + Sync + Sized {
     /// [`Error::InvalidArgument`] on an empty gallery ([`check_gallery_len`]) and with
     /// [`Error::BadVector`] naming the first row that is NaN, infinite or zero.
     fn build(
+        vectors: VectorView<'_>,
+        params: &Self::Params,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
+        check_gallery_len(vectors.len())?;
+        vectors.check_all()?;
+        Self::build_unchecked(vectors, params, progress)
+    }
+
+    /// [`SearchIndex::build`] on a gallery already checked: not empty, ids fit in `u32`,
+    /// every row finite and non-zero.
+    fn build_unchecked(
         vectors: VectorView<'_>,
         params: &Self::Params,
         progress: &dyn Progress,
@@ -88,11 +106,34 @@ pub trait SearchIndex: Send + Sync + Sized {
 
     /// The `k` rows most similar to `query`, best first (see [`Hit::ranking`]); fewer when the
     /// index holds fewer than `k`. Fails when `k == 0` or the query is unusable.
-    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>>;
+    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        check_k(k)?;
+        check_vector(query, self.dim(), || "query".into())?;
+        let hits = self.search_unchecked(query, k)?;
+        if hits.len() > k {
+            return Err(damaged::<Self>(format!("{} hits for k = {k}", hits.len())));
+        }
+        check_hits::<Self>(&hits, self.len(), -1.0)?;
+        Ok(hits)
+    }
+
+    /// [`SearchIndex::search`] with `k ≥ 1` and a query of the index's dimension, finite and
+    /// non-zero (not necessarily of unit length).
+    fn search_unchecked(&self, query: &[f32], k: usize) -> Result<Vec<Hit>>;
 
     /// Every row whose cosine similarity to `query` is greater than `tau`, best first.
     /// Approximate engines may miss some. Fails when `tau` is outside [-1, 1] or NaN.
-    fn search_threshold(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>>;
+    fn search_threshold(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
+        check_tau(tau)?;
+        check_vector(query, self.dim(), || "query".into())?;
+        let hits = self.search_threshold_unchecked(query, tau)?;
+        check_hits::<Self>(&hits, self.len(), tau)?;
+        Ok(hits)
+    }
+
+    /// [`SearchIndex::search_threshold`] with `tau` in [-1, 1] and a query checked as for
+    /// [`SearchIndex::search_unchecked`].
+    fn search_threshold_unchecked(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>>;
 
     /// The engine's speed/accuracy knob, if it has one.
     fn knob(&self) -> Option<Knob> {
@@ -106,6 +147,49 @@ pub trait SearchIndex: Send + Sync + Sized {
             Self::NAME
         )))
     }
+}
+
+/// Similarities may exceed ±1 by rounding (f32 sums, int8 codes), never by more than this.
+const SCORE_SLACK: f32 = 1e-3;
+
+fn damaged<E: SearchIndex>(message: String) -> Error {
+    Error::Damaged {
+        engine: E::NAME,
+        message,
+    }
+}
+
+/// Checks an engine's answer: every hit a row the index holds, a similarity in [-1, 1] (up to
+/// rounding) and above `floor`, best first.
+fn check_hits<E: SearchIndex>(hits: &[Hit], len: usize, floor: f32) -> Result<()> {
+    for h in hits {
+        if h.id as usize >= len {
+            return Err(damaged::<E>(format!(
+                "it answered row {} but holds {len} rows",
+                h.id
+            )));
+        }
+        let in_range = h.score.abs() <= 1.0 + SCORE_SLACK; // false for NaN
+        if !in_range || (floor > -1.0 && h.score <= floor) {
+            return Err(damaged::<E>(format!(
+                "it answered row {} with similarity {} (expected a number in [-1, 1]{})",
+                h.id,
+                h.score,
+                if floor > -1.0 {
+                    format!(" above {floor}")
+                } else {
+                    String::new()
+                }
+            )));
+        }
+    }
+    if let Some(w) = hits.windows(2).find(|w| Hit::ranking(&w[0], &w[1]).is_gt()) {
+        return Err(damaged::<E>(format!(
+            "its hits are out of order: row {} ({}) before row {} ({})",
+            w[0].id, w[0].score, w[1].id, w[1].score
+        )));
+    }
+    Ok(())
 }
 
 /// Checks that a gallery of `rows` rows can be indexed: it must not be empty, and every row

@@ -28,6 +28,15 @@ pub enum Error {
         /// What was expected and what was found.
         message: String,
     },
+    /// An index answered what no sound index can (a row it does not hold, a similarity
+    /// outside [-1, 1], hits out of order): its file or memory is damaged.
+    #[error("the {engine} index is damaged: {message}")]
+    Damaged {
+        /// The engine's name.
+        engine: &'static str,
+        /// What it answered.
+        message: String,
+    },
     /// A vector has the wrong number of components.
     #[error("vector has {found} dimensions, expected {expected}")]
     Dimension {

@@ -162,3 +162,8 @@ mod tests {
         assert!(open(&dir.path().join("missing"), Warmup::Lazy).is_err());
     }
 }
+
+/// The workspace README's code blocks, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod readme {}

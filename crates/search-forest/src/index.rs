@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use search_core::{
-    Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, Warmup, check_k, check_tau,
-    check_vector, map_file, normalized, write_atomically,
+    Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, Warmup, check_k, check_vector,
+    map_file, normalized, write_atomically,
 };
 use search_kernels::dot_kernel;
 
@@ -319,16 +319,11 @@ impl SearchIndex for ForestIndex {
     type Params = ForestParams;
     const NAME: &'static str = "forest";
 
-    fn build(
+    fn build_unchecked(
         vectors: VectorView<'_>,
         params: &ForestParams,
         progress: &dyn Progress,
     ) -> Result<Self> {
-        if vectors.is_empty() {
-            return Err(Error::InvalidArgument(
-                "cannot build a forest over an empty gallery".into(),
-            ));
-        }
         if params.n_trees == 0 {
             return Err(Error::InvalidArgument(
                 "a forest needs at least one tree (n_trees = 0)".into(),
@@ -430,8 +425,7 @@ impl SearchIndex for ForestIndex {
         self.shape.n_items
     }
 
-    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
-        check_k(k)?;
+    fn search_unchecked(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         let search_k = self.search_k.unwrap_or_else(|| self.default_search_k(k));
         self.scored(query, search_k, |hits| {
             top_k(hits, k);
@@ -439,8 +433,7 @@ impl SearchIndex for ForestIndex {
         })
     }
 
-    fn search_threshold(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
-        check_tau(tau)?;
+    fn search_threshold_unchecked(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
         let search_k = self
             .search_k
             .unwrap_or_else(|| self.default_search_k(THRESHOLD_K));

@@ -126,6 +126,16 @@ pub(crate) fn validate(words: &[u32], layout: &Layout, path: &Path) -> Result<Sh
         }
     }
 
+    // Items are the first `n_items` nodes; the node after them is a tree node (a split, or a
+    // bucket of at least two items), never another item. A file cut short ends in a tree node
+    // that passes for a root claiming fewer items than there are: this catches it.
+    if n_items >= 2 && n_items < n_nodes && n_desc(n_items) == 1 {
+        return Err(bad(format!(
+            "the roots claim {n_items} items but node {n_items} is an item too: the file is cut \
+             short or damaged"
+        )));
+    }
+
     // The roots themselves (a file cut short can end in item nodes that pass for roots): a sane
     // count, a split root's children before it, a bucket root's ids items. Every other
     // tree node is checked where a walk reads it (`check_node`, from `search::Forest::gather`),

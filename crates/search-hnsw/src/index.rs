@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use search_core::container::{Container, write_container};
 use search_core::{
     Access, Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, Warmup, check_k,
-    check_tau, check_vector,
+    check_vector,
 };
 
 use crate::build::{Builder, F32Dist, Graph, I8Dist, MAX_LEVEL, NodeDist, draw_levels};
@@ -880,14 +880,13 @@ impl SearchIndex for HnswIndex {
     type Params = HnswParams;
     const NAME: &'static str = "hnsw";
 
-    fn build(
+    fn build_unchecked(
         vectors: VectorView<'_>,
         params: &HnswParams,
         progress: &dyn Progress,
     ) -> Result<Self> {
         check_params(params)?;
         let n = vectors.len();
-        search_core::check_gallery_len(n)?;
         progress.set_total(n as u64);
         let lines = padded_rows(vectors, Space::Cosine, 0)?;
         let stride = round_up(vectors.dim());
@@ -1144,12 +1143,11 @@ impl SearchIndex for HnswIndex {
         self.meta.len - self.meta.deleted
     }
 
-    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+    fn search_unchecked(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         self.search_ef(query, k, self.meta.ef)
     }
 
-    fn search_threshold(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
-        check_tau(tau)?;
+    fn search_threshold_unchecked(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
         if self.meta.space == Space::L2 {
             return Err(Error::InvalidArgument(
                 "threshold search is by cosine similarity; this index uses l2 distance".into(),

@@ -706,7 +706,7 @@ impl SearchIndex for LinearIndex {
     type Params = LinearParams;
     const NAME: &'static str = "linear";
 
-    fn build(
+    fn build_unchecked(
         vectors: VectorView<'_>,
         params: &LinearParams,
         progress: &dyn Progress,
@@ -748,11 +748,11 @@ impl SearchIndex for LinearIndex {
         self.len
     }
 
-    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+    fn search_unchecked(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         Ok(self.search_with_stats(query, k)?.0)
     }
 
-    fn search_threshold(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
+    fn search_threshold_unchecked(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
         Ok(self.search_threshold_with_stats(query, tau)?.0)
     }
 }
