@@ -11,8 +11,8 @@ use crate::sweep::SweepPoint;
 pub struct EngineReport {
     /// Engine name: "linear", "hnsw" or "forest" (or a peer's name).
     pub name: String,
-    /// The build parameters given (`name=value`, space-separated; unset ones took the
-    /// engine's defaults).
+    /// The build parameters, given or default (`name=value`, space-separated, in the
+    /// engine's order; see `cargo xtask engines`). A peer's, in its own words.
     #[serde(default)]
     pub params: String,
     /// Seconds to build the index (from the cached build when it was reused).

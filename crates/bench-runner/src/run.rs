@@ -225,7 +225,7 @@ pub fn run_engine(
 
     Ok(EngineReport {
         name: run.kind.name.to_owned(),
-        params: run.params.to_string(),
+        params: resolved_params(run.kind, &run.params).join(" "),
         build_s,
         build_reused: origin != "built",
         load_s,
@@ -272,6 +272,17 @@ fn build_and_save(
     Ok(build_s)
 }
 
+/// Every build parameter of `kind` as `name=value`, given or default, in the engine's order.
+fn resolved_params(kind: &EngineKind, params: &Params) -> Vec<String> {
+    kind.params
+        .iter()
+        .map(|s| {
+            let given = params.iter().find(|(k, _)| *k == s.name).map(|(_, v)| v);
+            format!("{}={}", s.name, given.unwrap_or(s.default))
+        })
+        .collect()
+}
+
 /// Where an index of `kind` with `params` over `workload` is cached.
 pub(crate) fn index_path(
     kind: &EngineKind,
@@ -280,14 +291,7 @@ pub(crate) fn index_path(
     dir: &Path,
 ) -> PathBuf {
     // Every parameter, given or default, so that naming a default changes nothing.
-    let resolved: Vec<String> = kind
-        .params
-        .iter()
-        .map(|s| {
-            let given = params.iter().find(|(k, _)| *k == s.name).map(|(_, v)| v);
-            format!("{}={}", s.name, given.unwrap_or(s.default))
-        })
-        .collect();
+    let resolved = resolved_params(kind, params);
     let mut h = std::hash::DefaultHasher::new();
     (kind.name, &workload.key, resolved).hash(&mut h);
     dir.join(format!("{}-{:016x}.idx", kind.name, h.finish()))

@@ -113,7 +113,7 @@ pub trait SearchIndex: Send + Sync + Sized {
         if hits.len() > k {
             return Err(damaged::<Self>(format!("{} hits for k = {k}", hits.len())));
         }
-        check_hits::<Self>(&hits, self.len(), -1.0)?;
+        check_hits(self, &hits, -1.0)?;
         Ok(hits)
     }
 
@@ -127,13 +127,25 @@ pub trait SearchIndex: Send + Sync + Sized {
         check_tau(tau)?;
         check_vector(query, self.dim(), || "query".into())?;
         let hits = self.search_threshold_unchecked(query, tau)?;
-        check_hits::<Self>(&hits, self.len(), tau)?;
+        check_hits(self, &hits, tau)?;
         Ok(hits)
     }
 
     /// [`SearchIndex::search_threshold`] with `tau` in [-1, 1] and a query checked as for
     /// [`SearchIndex::search_unchecked`].
     fn search_threshold_unchecked(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>>;
+
+    /// One past the largest id a hit may carry: [`SearchIndex::len`] where ids are row
+    /// numbers; an engine with labels of the user's or deleted rows says its own.
+    fn id_bound(&self) -> u64 {
+        self.len() as u64
+    }
+
+    /// True when scores are cosine similarities (checked to lie in [-1, 1]); an engine that
+    /// answers in another space (an HNSW index over hnswlib's `ip` or `l2`) says false.
+    fn scores_are_cosines(&self) -> bool {
+        true
+    }
 
     /// The engine's speed/accuracy knob, if it has one.
     fn knob(&self) -> Option<Knob> {
@@ -159,22 +171,32 @@ fn damaged<E: SearchIndex>(message: String) -> Error {
     }
 }
 
-/// Checks an engine's answer: every hit a row the index holds, a similarity in [-1, 1] (up to
-/// rounding) and above `floor`, best first.
-fn check_hits<E: SearchIndex>(hits: &[Hit], len: usize, floor: f32) -> Result<()> {
+/// Checks an engine's answer: every hit an id the index holds, a similarity in [-1, 1] (up to
+/// rounding; any number but NaN when scores are not cosines) and above `floor`, best first.
+fn check_hits<E: SearchIndex>(index: &E, hits: &[Hit], floor: f32) -> Result<()> {
+    let (bound, cosines) = (index.id_bound(), index.scores_are_cosines());
     for h in hits {
-        if h.id as usize >= len {
+        if u64::from(h.id) >= bound {
             return Err(damaged::<E>(format!(
-                "it answered row {} but holds {len} rows",
+                "it answered row {} but holds ids below {bound}",
                 h.id
             )));
         }
-        let in_range = h.score.abs() <= 1.0 + SCORE_SLACK; // false for NaN
+        let in_range = if cosines {
+            h.score.abs() <= 1.0 + SCORE_SLACK // false for NaN
+        } else {
+            !h.score.is_nan()
+        };
         if !in_range || (floor > -1.0 && h.score <= floor) {
             return Err(damaged::<E>(format!(
-                "it answered row {} with similarity {} (expected a number in [-1, 1]{})",
+                "it answered row {} with similarity {} (expected {}{})",
                 h.id,
                 h.score,
+                if cosines {
+                    "a number in [-1, 1]"
+                } else {
+                    "a number"
+                },
                 if floor > -1.0 {
                     format!(" above {floor}")
                 } else {

@@ -1147,6 +1147,19 @@ impl SearchIndex for HnswIndex {
         self.search_ef(query, k, self.meta.ef)
     }
 
+    /// Row numbers up to the rows ever added (deleted ones keep theirs), or hnswlib labels.
+    fn id_bound(&self) -> u64 {
+        if self.view().labels.is_some() {
+            u64::from(u32::MAX) + 1
+        } else {
+            self.meta.len as u64
+        }
+    }
+
+    fn scores_are_cosines(&self) -> bool {
+        self.meta.space == Space::Cosine
+    }
+
     fn search_threshold_unchecked(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
         if self.meta.space == Space::L2 {
             return Err(Error::InvalidArgument(
