@@ -4,7 +4,9 @@
 //! - [`Gallery`]: vectors ([`Vectors`], row-major `f32`) with one label per row.
 //! - [`npy`]: the notebook's `.npy` file (float64 vectors then unicode labels, back to back).
 //! - [`synth`]: a seeded synthetic face dataset: identities with several images each, random
-//!   distractors, and held-out queries.
+//!   distractors, and held-out queries (the notebook's workload).
+//! - [`faces`]: a gallery where every distractor is another person, with ArcFace-like score
+//!   statistics and probes of people who are not enrolled (the `faces` workload).
 //!
 //! The types its API uses ([`Vectors`], [`Error`], [`Progress`], ...) come from `search-core`
 //! and are re-exported here, so that a user of galleries needs one import.
@@ -21,6 +23,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod faces;
 mod gallery;
 pub mod npy;
 pub mod synth;

@@ -153,7 +153,7 @@ pub fn generate(spec: &SynthSpec, progress: &dyn Progress) -> Dataset {
 }
 
 /// Derives an independent seed for stream `(kind, index)` from the user's seed (SplitMix64).
-fn mix(seed: u64, kind: u64, index: u64) -> u64 {
+pub(crate) fn mix(seed: u64, kind: u64, index: u64) -> u64 {
     let mut z =
         seed ^ kind.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
