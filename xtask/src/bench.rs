@@ -7,15 +7,16 @@ use std::path::Path;
 use std::time::Instant;
 
 use bench_runner::{
-    BenchFile, EngineRun, ExistingIndex, HeadlineSearch, Report, RunExtras, RunOptions, SweepSpec,
-    Workload, run_engine,
+    BenchFile, EngineRun, ExistingIndex, HeadlineSearch, IdentificationSpec, Report, RunExtras,
+    RunOptions, SweepSpec, Workload as BenchWorkload, run_engine,
 };
+use embed_store::faces::{FacesSpec, generate_faces};
 use embed_store::synth::{Dataset, Headline, SynthSpec, generate};
 use embed_store::{Gallery, npy};
 use search_core::{EngineKind, Params};
 use serde_json::{Value, json};
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, Workload};
 
 pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
     let started = Instant::now();
@@ -23,9 +24,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
     let machine = crate::machine::describe();
     std::fs::create_dir_all(&args.results)?;
 
-    let (data, key, source) = match &args.gallery {
-        Some(gallery) => own_data(args, gallery)?,
-        None => synthetic(args),
+    let (data, key, source) = match (&args.gallery, args.workload) {
+        (Some(gallery), _) => own_data(args, gallery)?,
+        (None, Workload::Notebook) => synthetic(args),
+        (None, Workload::Faces) => faces(args),
     };
     write_dataset(&args.results, &key, &data)?;
     eprintln!(
@@ -36,7 +38,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         source["kind"].as_str().unwrap_or("?")
     );
     let own_labels = args.gallery.is_some() && source["query_labels"] == false;
-    let mut workload = Workload::from_dataset(data, key.clone(), args.k as usize, args.tau)?;
+    let mut workload = BenchWorkload::from_dataset(data, key.clone(), args.k as usize, args.tau)?;
     if own_labels {
         // Queries without labels: the headline's truth is what exact search finds.
         workload.headline.truth = workload
@@ -58,6 +60,16 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         warmup: args.warmup,
     };
     let plan = EnginePlan::from_args(args)?;
+    let identify = (args.identify || (args.workload == Workload::Faces && args.gallery.is_none()))
+        .then(|| IdentificationSpec::from_labels(&workload));
+    if let Some(spec) = &identify {
+        let mated = spec.mates.iter().filter(|m| m.is_some()).count();
+        eprintln!(
+            "identification: {} people enrolled; {mated} mated and {} non-mated probes",
+            spec.identities.persons(),
+            spec.mates.len() - mated
+        );
+    }
     let dim = workload.gallery.dim();
     let mut engines = Vec::new();
     for name in &args.engines {
@@ -78,7 +90,16 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
             },
             knob: plan.knob(name),
         };
+        let id_spec = identify.as_ref().map(|spec| IdentificationSpec {
+            knob_values: if args.sweep {
+                sweep.values.clone()
+            } else {
+                Vec::new()
+            },
+            ..spec.clone()
+        });
         let extras = RunExtras {
+            identification: id_spec.as_ref(),
             sweep: args.sweep.then_some(&sweep),
             existing_index: existing.map(|path| ExistingIndex {
                 path,
@@ -149,6 +170,51 @@ fn synthetic(args: &BenchArgs) -> (Dataset, String, Value) {
         "images_per_identity": spec.images_per_identity,
         "distractors": spec.distractors,
         "dim": spec.dim,
+        "seed": spec.seed,
+    });
+    (data, key, source)
+}
+
+fn faces(args: &BenchArgs) -> (Dataset, String, Value) {
+    let spec = FacesSpec {
+        people: args.people,
+        images_per_person: args.images_per_person,
+        mated_probes: args.mated,
+        non_mated_probes: args.non_mated,
+        dim: args.dim as usize,
+        cone: args.cone,
+        lookalike_fraction: args.lookalikes,
+        hard_probe_fraction: args.hard_probes,
+        seed: args.seed,
+        ..FacesSpec::default()
+    };
+    let bar = crate::progress::bar(args.quiet, "generate", "rows");
+    let data = generate_faces(&spec, &bar);
+    drop(bar);
+    let key = format!(
+        "faces-v1-{}x{}-{}+{}-{}d-cone{}-look{}-hard{}-share{}-seed{}",
+        spec.people,
+        spec.images_per_person,
+        spec.mated_probes,
+        spec.non_mated_probes,
+        spec.dim,
+        spec.cone,
+        spec.lookalike_fraction,
+        spec.hard_probe_fraction,
+        spec.attribute_share,
+        spec.seed
+    );
+    let source = json!({
+        "kind": "faces",
+        "people": spec.people,
+        "images_per_person": spec.images_per_person,
+        "mated_probes": spec.mated_probes,
+        "non_mated_probes": spec.non_mated_probes,
+        "dim": spec.dim,
+        "cone": spec.cone,
+        "lookalike_fraction": spec.lookalike_fraction,
+        "hard_probe_fraction": spec.hard_probe_fraction,
+        "attribute_share": spec.attribute_share,
         "seed": spec.seed,
     });
     (data, key, source)

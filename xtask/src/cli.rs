@@ -12,6 +12,15 @@ pub struct Cli {
     pub task: Task,
 }
 
+/// Which synthetic data `cargo xtask bench` generates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// The notebook's: 200 people × 5 images among 100,000 N(0,1) random vectors.
+    Notebook,
+    /// Faces: every distractor another person, with probes of people not enrolled.
+    Faces,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Task {
     /// Run the notebook's comparison: exact linear search, an HNSW graph and an Annoy forest
@@ -165,6 +174,39 @@ pub struct BuildTimeArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// The synthetic data: `notebook` (a few people among N(0,1) random distractors, as the
+    /// notebook) or `faces` (every distractor another person, ArcFace-like scores, probes of
+    /// people not enrolled; adds identification error rates: see --people).
+    #[arg(long, value_enum, default_value_t = Workload::Notebook)]
+    pub workload: Workload,
+    /// faces: enrolled people (20,000 × 5 images = 100k faces; 200,000 for a 1M gallery).
+    #[arg(long, default_value_t = 20_000)]
+    pub people: usize,
+    /// faces: gallery images per person.
+    #[arg(long, default_value_t = 5)]
+    pub images_per_person: usize,
+    /// faces: probes of enrolled people (mated).
+    #[arg(long, default_value_t = 1_000)]
+    pub mated: usize,
+    /// faces: probes of people who are not enrolled (non-mated).
+    #[arg(long, default_value_t = 1_000)]
+    pub non_mated: usize,
+    /// faces: weight of the direction all faces share (α², the cone).
+    #[arg(long, default_value_t = 0.1)]
+    pub cone: f32,
+    /// faces: fraction of people who look like someone else.
+    #[arg(long, default_value_t = 0.05)]
+    pub lookalikes: f32,
+    /// faces: fraction of probes that are poor photos (lower genuine similarity).
+    #[arg(long, default_value_t = 0.1)]
+    pub hard_probes: f32,
+    /// Measure identification error rates (rank-1/5, FNIR at FPIR, DET) on the queries: on by
+    /// default with --workload faces; with your own data, the queries' labels (or
+    /// --query-labels) say who each is, and a query whose person is not in the gallery is a
+    /// non-mated probe.
+    #[arg(long)]
+    pub identify: bool,
+
     /// Number of N(0,1) random distractor vectors (the notebook's 100,000).
     #[arg(long, default_value_t = 100_000)]
     pub distractors: usize,

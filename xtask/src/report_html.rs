@@ -30,6 +30,9 @@ const PALETTE: [RGBColor; 12] = [
 /// Which queries/s of a sweep point: one thread or all.
 type Qps = fn(&SweepPoint) -> f64;
 
+/// One line of a plot: its colour's index, its engine, its points.
+type Series<'a, 'b> = (usize, &'a Entry<'b>, Vec<(f64, f64)>);
+
 /// One engine or peer as the page shows it.
 struct Entry<'a> {
     name: String,
@@ -146,6 +149,12 @@ pub fn render(doc: &BenchFile) -> Result<String, Box<dyn Error>> {
             esc(rows)
         );
     }
+    if entries.iter().any(|en| en.e.identification.is_some()) {
+        h.push_str("<h2>Who is it? Identification errors</h2>\n<p>Open-set identification as NIST FRVT 1:N and IJB-C measure it: FNIR (a probe of an enrolled person not named at rank 1 above the threshold) against FPIR (a probe of someone not enrolled named as somebody), the threshold swept over the non-mated probes' best scores; down and to the left is better. An approximate engine can only miss candidates, so its cost shows as FNIR above exact search's.</p>\n<div class=\"row\"><figure>");
+        h.push_str(&det_plot(&entries)?);
+        h.push_str("<figcaption>DET: FNIR vs FPIR (log axes), each engine at its default knob</figcaption></figure></div>\n");
+        h.push_str(&identification_table(&entries));
+    }
     h.push_str("<h2>The notebook's table</h2>\n");
     h.push_str(&notebook_table(&entries));
 
@@ -179,6 +188,18 @@ fn dataset_text(ds: &Value) -> String {
             "synthetic: {} people × {} images + {} random distractors, seed {}",
             ds["identities"], ds["images_per_identity"], ds["distractors"], ds["seed"]
         ),
+        Some("faces") => format!(
+            "faces: {} people × {} images, every distractor a person; {} mated and {} non-mated \
+             probes; cone {}, look-alikes {}, hard probes {}, seed {}",
+            ds["people"],
+            ds["images_per_person"],
+            ds["mated_probes"],
+            ds["non_mated_probes"],
+            ds["cone"],
+            ds["lookalike_fraction"],
+            ds["hard_probe_fraction"],
+            ds["seed"]
+        ),
         Some("files") => format!(
             "from {}, queries from {}",
             ds["gallery"].as_str().unwrap_or("?"),
@@ -189,7 +210,6 @@ fn dataset_text(ds: &Value) -> String {
 }
 
 fn recall_plot(entries: &[Entry<'_>], field: Qps, label: &str) -> Result<String, Box<dyn Error>> {
-    type Series<'a, 'b> = (usize, &'a Entry<'b>, Vec<(f64, f64)>);
     let series: Vec<Series<'_, '_>> = entries
         .iter()
         .enumerate()
@@ -276,6 +296,122 @@ fn recall_plot(entries: &[Entry<'_>], field: Qps, label: &str) -> Result<String,
         }
     }
     Ok(svg)
+}
+
+fn det_plot(entries: &[Entry<'_>]) -> Result<String, Box<dyn Error>> {
+    const FLOOR: f64 = 1e-4;
+    let series: Vec<Series<'_, '_>> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, en)| {
+            let id = en.e.identification.as_ref()?;
+            let pts: Vec<(f64, f64)> = id
+                .at_default
+                .det
+                .iter()
+                .map(|&[fpir, fnir]| (fpir.max(FLOOR), fnir.max(FLOOR)))
+                .collect();
+            (!pts.is_empty()).then_some((i, en, pts))
+        })
+        .collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (600, 450)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("DET", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d((FLOOR..1.0).log_scale(), (FLOOR..1.0).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("FPIR (non-mated probes named as someone)")
+            .y_desc("FNIR (mated probes missed)")
+            .x_label_formatter(&|x| format!("{x}"))
+            .y_label_formatter(&|y| format!("{y}"))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()?;
+        for (i, en, pts) in &series {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?
+                .label(en.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .draw()?;
+        root.present()?;
+    }
+    Ok(svg)
+}
+
+fn identification_table(entries: &[Entry<'_>]) -> String {
+    let exact = entries
+        .iter()
+        .find(|en| en.ours && en.e.name == "linear")
+        .and_then(|en| en.e.identification.as_ref());
+    let mut h =
+        String::from("<table><tr><th>engine</th><th>knob</th><th>rank-1</th><th>rank-5</th>");
+    let targets: Vec<f64> = entries
+        .iter()
+        .find_map(|en| en.e.identification.as_ref())
+        .map(|id| {
+            id.at_default
+                .operating_points
+                .iter()
+                .map(|p| p.target_fpir)
+                .collect()
+        })
+        .unwrap_or_default();
+    for t in &targets {
+        let _ = write!(h, "<th>FNIR at FPIR {t}</th><th>vs exact</th>");
+    }
+    h.push_str("<th>FPIR at τ</th><th>FNIR at τ</th><th>threshold search, mated (ms)</th><th>threshold search, non-mated (ms)</th></tr>\n");
+    for en in entries {
+        let Some(id) = &en.e.identification else {
+            continue;
+        };
+        for p in std::iter::once(&id.at_default).chain(&id.sweep) {
+            let _ = write!(
+                h,
+                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+                if en.ours { "ours" } else { "peer" },
+                esc(&en.name),
+                esc(p.knob.as_deref().unwrap_or("exact")),
+                num(Some(p.rank1), 4),
+                num(Some(p.rank5), 4)
+            );
+            for (i, op) in p.operating_points.iter().enumerate() {
+                let delta = exact
+                    .and_then(|x| x.at_default.operating_points.get(i))
+                    .map(|x| op.fnir - x.fnir);
+                let _ = write!(
+                    h,
+                    "<td>{}</td><td>{}</td>",
+                    num(Some(op.fnir), 4),
+                    delta.map_or("–".into(), |d| format!("{d:+.4}"))
+                );
+            }
+            let _ = writeln!(
+                h,
+                "<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                num(Some(p.at_tau.fpir), 4),
+                num(Some(p.at_tau.fnir), 4),
+                num(Some(p.mated_threshold_median_s * 1e3), 3),
+                num(Some(p.non_mated_threshold_median_s * 1e3), 3)
+            );
+        }
+    }
+    h.push_str("</table>\n");
+    h
 }
 
 /// Recall 1.0 sits here on the "nines" axis (recall 0.999 and above).
@@ -551,6 +687,7 @@ mod tests {
             sweep: points,
             version: None,
             threads: None,
+            identification: None,
         };
         let doc = BenchFile {
             report: bench_runner::Report {

@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 pub mod cache;
+mod identification;
 mod report;
 pub mod rss;
 mod run;
@@ -38,6 +39,9 @@ mod score;
 mod sweep;
 mod workload;
 
+pub use identification::{
+    IdentificationPoint, IdentificationReport, IdentificationSpec, OperatingPoint, identification,
+};
 pub use report::{BenchFile, ColdStart, EngineReport, Report};
 pub use run::{
     EngineRun, ExistingIndex, HeadlineSearch, ProgressFactory, RunExtras, RunOptions, run_engine,

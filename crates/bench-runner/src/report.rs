@@ -63,6 +63,10 @@ pub struct EngineReport {
     pub rss_before_bytes: Option<u64>,
     /// Recall and queries per second at each knob value (empty unless a sweep was asked for).
     pub sweep: Vec<SweepPoint>,
+    /// Identification error rates, when the workload's probes are people (`--workload faces`,
+    /// or queries with identities).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identification: Option<crate::IdentificationReport>,
     /// A peer's library version (`None` for our engines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
@@ -270,6 +274,93 @@ impl Report {
                         e.name, p.param, p.value, p.recall_at_k, p.qps_1t, p.qps_all
                     );
                 }
+            }
+        }
+        if self.engines.iter().any(|e| e.identification.is_some()) {
+            out.push_str(&self.identification_table());
+        }
+        out
+    }
+
+    /// Who is this? Rank-n rates, FNIR at fixed FPIR, and what each approximate engine adds
+    /// to the exact engine's FNIR.
+    fn identification_table(&self) -> String {
+        let mut out = String::new();
+        let exact = self
+            .engines
+            .iter()
+            .find(|e| e.name == "linear")
+            .and_then(|e| e.identification.as_ref());
+        let first = self.engines.iter().find_map(|e| e.identification.as_ref());
+        let (mated, non_mated) = first.map_or((0, 0), |i| (i.mated, i.non_mated));
+        let targets: Vec<f64> = first
+            .map(|i| {
+                i.at_default
+                    .operating_points
+                    .iter()
+                    .map(|p| p.target_fpir)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "\nidentification ({mated} mated probes, {non_mated} non-mated; 5 candidates; FNIR at \
+             each FPIR with the threshold set on the non-mated probes; +exact: FNIR minus exact \
+             search's at the same FPIR; thr. ms: median threshold search at tau = {}):",
+            self.tau
+        );
+        let mut header = format!(
+            "{:<8} {:>10} {:>7} {:>7}",
+            "engine", "knob", "rank-1", "rank-5"
+        );
+        for t in &targets {
+            let _ = write!(header, " {:>18}", format!("FNIR@{t}"));
+        }
+        let _ = write!(
+            header,
+            " {:>11} {:>11} {:>13} {:>13}",
+            "FPIR@tau", "FNIR@tau", "thr.ms mated", "thr.ms non-m."
+        );
+        let _ = writeln!(out, "{header}");
+        for e in &self.engines {
+            let Some(id) = &e.identification else {
+                continue;
+            };
+            for p in std::iter::once(&id.at_default).chain(&id.sweep) {
+                let mut line = format!(
+                    "{:<8} {:>10} {:>7.4} {:>7.4}",
+                    e.name,
+                    p.knob.as_deref().unwrap_or("exact"),
+                    p.rank1,
+                    p.rank5
+                );
+                for (i, op) in p.operating_points.iter().enumerate() {
+                    let delta = exact
+                        .and_then(|x| x.at_default.operating_points.get(i))
+                        .filter(|_| e.name != "linear")
+                        .map_or(String::new(), |x| format!("{:+.4}", op.fnir - x.fnir));
+                    let _ = write!(
+                        line,
+                        " {:>18}",
+                        format!(
+                            "{:.4}{}",
+                            op.fnir,
+                            if delta.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({delta})")
+                            }
+                        )
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "{line} {:>11.4} {:>11.4} {:>13.3} {:>13.3}",
+                    p.at_tau.fpir,
+                    p.at_tau.fnir,
+                    p.mated_threshold_median_s * 1e3,
+                    p.non_mated_threshold_median_s * 1e3
+                );
             }
         }
         out

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use search_core::{Engine, EngineKind, Error, Hit, Params, Progress, Result, Warmup};
 
 use crate::cache;
+use crate::identification::{IdentificationSpec, identification};
 use crate::report::{ColdStart, EngineReport};
 use crate::rss;
 use crate::score::{overlap, ratio, recall};
@@ -97,6 +98,8 @@ pub struct RunExtras<'a> {
     pub sweep: Option<&'a SweepSpec>,
     /// Use this index file instead of building (or reusing a cached build).
     pub existing_index: Option<ExistingIndex<'a>>,
+    /// Measure identification error rates too (probes that are people).
+    pub identification: Option<&'a IdentificationSpec>,
 }
 
 /// Runs one engine over `workload`: build (or reuse a cached build), save, open it from a cold
@@ -217,6 +220,10 @@ pub fn run_engine(
     }
     let knob = index.knob().map(|k| format!("{}={}", k.name, k.value));
 
+    let identification = match extras.identification {
+        Some(spec) => Some(identification(index.as_mut(), workload, spec)?),
+        None => None,
+    };
     let sweep_points = match extras.sweep {
         Some(spec) => sweep(index.as_mut(), workload, spec)?,
         None => Vec::new(),
@@ -249,6 +256,7 @@ pub fn run_engine(
         peak_rss_bytes,
         rss_before_bytes,
         sweep: sweep_points,
+        identification,
         version: None,
         threads: None,
     })

@@ -224,7 +224,12 @@ fn gaussian(rng: &mut Xoshiro256PlusPlus, n: usize) -> Vec<f32> {
 }
 
 fn unit(mut v: Vec<f32>) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::MIN_POSITIVE);
     v.iter_mut().for_each(|x| *x /= norm);
     v
 }
@@ -260,7 +265,10 @@ mod tests {
         assert_eq!(g.label(5), "p00001_2");
         assert_eq!(d.queries.label(0), "p00000_q");
         assert_eq!(d.queries.label(100), "x00000_q");
-        assert_eq!(d.headline.truth, ["p00000_1", "p00000_2", "p00000_3", "p00000_4"]);
+        assert_eq!(
+            d.headline.truth,
+            ["p00000_1", "p00000_2", "p00000_3", "p00000_4"]
+        );
         for row in g.vectors().view().rows() {
             assert!((cos(row, row) - 1.0).abs() < 1e-4, "unit vectors");
         }
@@ -280,11 +288,17 @@ mod tests {
             quantile(&mut genuine, 0.95),
         );
         eprintln!("genuine q05 {g05:.3} q50 {g50:.3} q95 {g95:.3}");
-        assert!(g05 > 0.4 && g95 < 0.85 && (0.5..0.75).contains(&g50), "genuine {g05} {g50} {g95}");
+        assert!(
+            g05 > 0.4 && g95 < 0.85 && (0.5..0.75).contains(&g50),
+            "genuine {g05} {g50} {g95}"
+        );
         let (i50, i99) = (quantile(&mut impostor, 0.5), quantile(&mut impostor, 0.99));
         eprintln!("impostor q50 {i50:.3} q99 {i99:.3}");
         assert!((0.03..0.12).contains(&i50), "impostor median {i50}");
-        assert!((0.15..0.45).contains(&i99), "impostor 99th percentile {i99}");
+        assert!(
+            (0.15..0.45).contains(&i99),
+            "impostor 99th percentile {i99}"
+        );
         // Hard probes exist: some mated probes score low against their own person.
         let lows = (0..100)
             .filter(|&j| {
