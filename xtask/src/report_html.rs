@@ -150,7 +150,7 @@ pub fn render(doc: &BenchFile) -> Result<String, Box<dyn Error>> {
         );
     }
     if entries.iter().any(|en| en.e.identification.is_some()) {
-        h.push_str("<h2>Who is it? Identification errors</h2>\n<p>Open-set identification as NIST FRVT 1:N and IJB-C measure it: FNIR (a probe of an enrolled person not named at rank 1 above the threshold) against FPIR (a probe of someone not enrolled named as somebody), the threshold swept over the non-mated probes' best scores; down and to the left is better. An approximate engine can only miss candidates, so its cost shows as FNIR above exact search's.</p>\n<div class=\"row\"><figure>");
+        h.push_str("<h2>Who is it? Identification errors</h2>\n<p>Open-set identification as NIST FRVT 1:N and IJB-C measure it: FNIR (a probe of an enrolled person not named at rank 1 above the threshold) against FPIR (a probe of someone not enrolled named as somebody), the threshold swept over the non-mated probes' best scores; down and to the left is better. An approximate engine can only miss gallery rows: at a fixed threshold it names fewer strangers and misses more mates whose best image it did not reach; at a fixed FPIR the threshold moves with it, so its FNIR minus exact search's is usually positive but can be negative when it also misses the impostors that outscore a mate.</p>\n<div class=\"row\"><figure>");
         h.push_str(&det_plot(&entries)?);
         h.push_str("<figcaption>DET: FNIR vs FPIR (log axes), each engine at its default knob</figcaption></figure></div>\n");
         h.push_str(&identification_table(&entries));

@@ -268,3 +268,78 @@ fn bench_own_data(data: &Path, engines: &str, hnsw_index: &Path, results: &Path)
     );
     serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
 }
+
+/// `--workload faces`: every engine gets identification figures, exact search's are the
+/// floor the approximate engines' FNIR is compared with, and the page has the DET plot.
+#[test]
+fn faces_workload_reports_identification_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("faces.json");
+    let table = test_support::stdout_of(
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args([
+                "bench",
+                "--workload",
+                "faces",
+                "--people",
+                "600",
+                "--images-per-person",
+                "3",
+                "--mated",
+                "150",
+                "--non-mated",
+                "150",
+                "--dim",
+                "128",
+                "--quiet",
+                "--no-cold",
+                "--results",
+            ])
+            .arg(dir.path())
+            .arg("--json")
+            .arg(&json)
+            .arg("--report")
+            .arg(dir.path().join("report")),
+        "xtask bench --workload faces",
+    );
+    assert!(
+        table.contains("identification (150 mated probes, 150 non-mated"),
+        "{table}"
+    );
+    assert!(
+        table.contains("headline query: p00000_q (person p00000)"),
+        "{table}"
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["dataset"]["kind"], "faces");
+    for e in report["engines"].as_array().unwrap() {
+        let id = &e["identification"];
+        assert_eq!(id["mated"], 150, "{}", e["name"]);
+        assert_eq!(id["non_mated"], 150);
+        let p = &id["at_default"];
+        let (rank1, rank5) = (finite(&p["rank1"], "rank1"), finite(&p["rank5"], "rank5"));
+        assert!(rank1 <= rank5 && rank5 <= 1.0);
+        assert!(rank1 > 0.8, "{} rank-1 {rank1}", e["name"]);
+        let points = p["operating_points"].as_array().unwrap();
+        assert_eq!(points.len(), 3);
+        for op in points {
+            assert!(finite(&op["fpir"], "fpir") <= finite(&op["target_fpir"], "target") + 1e-12);
+            assert!((0.0..=1.0).contains(&finite(&op["fnir"], "fnir")));
+        }
+        assert!(!p["det"].as_array().unwrap().is_empty());
+    }
+    // At a fixed threshold an approximate engine can only miss impostors too, never find
+    // more: its FPIR at tau is at most exact search's.
+    let fpir_at_tau =
+        |e: &Value| finite(&e["identification"]["at_default"]["at_tau"]["fpir"], "fpir");
+    let engines = report["engines"].as_array().unwrap();
+    for e in &engines[1..] {
+        assert!(
+            fpir_at_tau(e) <= fpir_at_tau(&engines[0]) + 1e-12,
+            "{} named more strangers than exact search",
+            e["name"]
+        );
+    }
+    let page = std::fs::read_to_string(dir.path().join("report/report.html")).unwrap();
+    assert!(page.contains("Who is it? Identification errors") && page.contains("DET"));
+}

@@ -89,6 +89,22 @@ pub struct ColdStart {
     pub file_read_s: f64,
 }
 
+/// The people an answer names (by `embed_store::person_of`), then its image labels:
+/// `Eduardo_Eiras: Eduardo_Eiras1 Eduardo_Eiras3`.
+fn who(labels: &[String]) -> String {
+    let mut people: Vec<&str> = Vec::new();
+    for l in labels {
+        let p = embed_store::person_of(l);
+        if !people.contains(&p) {
+            people.push(p);
+        }
+    }
+    if people.is_empty() {
+        return "(nobody above the threshold)".into();
+    }
+    format!("{}: {}", people.join(", "), labels.join(" "))
+}
+
 /// A whole comparison: the headline query and one report per engine.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
@@ -164,11 +180,16 @@ impl Report {
             "gallery: {} vectors x {} dims; recall over {} held-out queries; k = {}, tau = {}",
             self.gallery_len, self.dim, self.queries, self.k, self.tau
         );
-        let _ = writeln!(out, "headline query: {}", self.query_label);
+        let _ = writeln!(
+            out,
+            "headline query: {} (person {})",
+            self.query_label,
+            embed_store::person_of(&self.query_label)
+        );
         let _ = writeln!(out, "truth:          {}\n", self.truth.join(" "));
         let _ = writeln!(
             out,
-            "{:<8} {:>10} {:>9} {:>10} {:>9} {:>9} {:>9} {:>11} {:>11} {:>11} {:>9} {:>10} {:>10} {:>9}  labels",
+            "{:<8} {:>10} {:>9} {:>10} {:>9} {:>9} {:>9} {:>11} {:>11} {:>11} {:>9} {:>10} {:>10} {:>9}  who: labels",
             "engine",
             "build (s)",
             "load (s)",
@@ -214,7 +235,7 @@ impl Report {
                 e.threshold_recall.unwrap_or(f64::NAN),
                 e.index_bytes as f64 / 1e6,
                 peak,
-                e.labels.join(" ")
+                who(&e.labels)
             );
         }
         let _ = writeln!(
@@ -306,7 +327,7 @@ impl Report {
             out,
             "\nidentification ({mated} mated probes, {non_mated} non-mated; 5 candidates; FNIR at \
              each FPIR with the threshold set on the non-mated probes; +exact: FNIR minus exact \
-             search's at the same FPIR; thr. ms: median threshold search at tau = {}):",
+             search's at the same FPIR (negative when an engine also misses impostors); thr. ms: median threshold search at tau = {}):",
             self.tau
         );
         let mut header = format!(
