@@ -204,6 +204,8 @@ fn faces(args: &BenchArgs) -> (Dataset, String, Value) {
         spec.attribute_share,
         spec.seed
     );
+    // f32 parameters as the decimals typed, not their binary expansions.
+    let short = |x: f32| (f64::from(x) * 1e6).round() / 1e6;
     let source = json!({
         "kind": "faces",
         "people": spec.people,
@@ -211,10 +213,10 @@ fn faces(args: &BenchArgs) -> (Dataset, String, Value) {
         "mated_probes": spec.mated_probes,
         "non_mated_probes": spec.non_mated_probes,
         "dim": spec.dim,
-        "cone": spec.cone,
-        "lookalike_fraction": spec.lookalike_fraction,
-        "hard_probe_fraction": spec.hard_probe_fraction,
-        "attribute_share": spec.attribute_share,
+        "cone": short(spec.cone),
+        "lookalike_fraction": short(spec.lookalike_fraction),
+        "hard_probe_fraction": short(spec.hard_probe_fraction),
+        "attribute_share": short(spec.attribute_share),
         "seed": spec.seed,
     });
     (data, key, source)
