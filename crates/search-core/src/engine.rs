@@ -183,6 +183,17 @@ pub trait SearchIndex: Send + Sync + Sized {
         })
     }
 
+    /// Gives the items new ids: `ids[row]` for each row in the order they were built and
+    /// added (one per row, distinct), as hnswlib's labels. Engines whose ids are row numbers
+    /// refuse with [`Error::Unsupported`].
+    fn set_ids(&mut self, ids: &[u32]) -> Result<()> {
+        let _ = ids;
+        Err(Error::Unsupported {
+            engine: Self::NAME,
+            what: "give items ids other than their row numbers",
+        })
+    }
+
     /// Marks item `id` deleted: never returned again. Engines that cannot delete refuse with
     /// [`Error::Unsupported`].
     fn delete(&mut self, id: u32) -> Result<()> {

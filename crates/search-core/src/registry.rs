@@ -57,6 +57,8 @@ pub trait Engine: Send + Sync {
         ids: Option<&[u32]>,
         progress: &dyn Progress,
     ) -> Result<Vec<u32>>;
+    /// See [`SearchIndex::set_ids`].
+    fn set_ids(&mut self, ids: &[u32]) -> Result<()>;
     /// See [`SearchIndex::delete`].
     fn delete(&mut self, id: u32) -> Result<()>;
     /// See [`SearchIndex::vector`].
@@ -123,6 +125,9 @@ impl<T: SearchIndex + 'static> Engine for T {
         progress: &dyn Progress,
     ) -> Result<Vec<u32>> {
         SearchIndex::add(self, vectors, ids, progress)
+    }
+    fn set_ids(&mut self, ids: &[u32]) -> Result<()> {
+        SearchIndex::set_ids(self, ids)
     }
     fn delete(&mut self, id: u32) -> Result<()> {
         SearchIndex::delete(self, id)

@@ -204,6 +204,12 @@ mod tests {
                     assert_eq!(index.add(more.view(), Some(&[900]), &()).unwrap(), [900]);
                     assert!(index.add(more.view(), Some(&[900]), &()).is_err());
                     index.delete(900).unwrap();
+                    let mut relabelled = build("hnsw", rows.view(), &Params::new(), &()).unwrap();
+                    let ids: Vec<u32> = (0..200).map(|i| 1000 + 2 * i).collect();
+                    assert!(relabelled.set_ids(&ids[..10]).is_err());
+                    relabelled.set_ids(&ids).unwrap();
+                    assert_eq!(relabelled.search(rows.row(7), 1).unwrap()[0].id, 1014);
+                    assert_eq!(relabelled.vector(1014).unwrap(), index.vector(7).unwrap());
                     let hits = index.search(more.row(0), 2).unwrap();
                     assert_eq!(hits[0].id, 200);
                     assert_ne!(hits[1].id, 900);
@@ -218,6 +224,10 @@ mod tests {
                     let err = index.add(more.view(), None, &()).unwrap_err();
                     assert!(matches!(err, Error::Unsupported { .. }), "{err}");
                     assert!(matches!(index.delete(0), Err(Error::Unsupported { .. })));
+                    assert!(matches!(
+                        index.set_ids(&[1]),
+                        Err(Error::Unsupported { .. })
+                    ));
                 }
             }
             if kind.name == "forest" {

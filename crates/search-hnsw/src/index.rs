@@ -1235,6 +1235,24 @@ impl SearchIndex for HnswIndex {
         HnswIndex::delete(self, id)
     }
 
+    fn set_ids(&mut self, ids: &[u32]) -> Result<()> {
+        if ids.len() != self.meta.len {
+            return Err(Error::InvalidArgument(format!(
+                "{} ids for {} rows",
+                ids.len(),
+                self.meta.len
+            )));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        if let Some(dup) = ids.iter().find(|&&id| !seen.insert(id)) {
+            return Err(Error::InvalidArgument(format!("id {dup} is given twice")));
+        }
+        let identity = ids.iter().enumerate().all(|(i, &id)| id as usize == i);
+        self.owned().labels = (!identity).then(|| ids.to_vec());
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        Ok(())
+    }
+
     /// The stored row: scaled to unit length in a cosine index (as hnswlib's `get_items`).
     /// Deleted items have none.
     fn vector(&self, id: u32) -> Result<Vec<f32>> {
