@@ -283,8 +283,8 @@ def test_ctrl_c_stops_a_long_build():
 @given(
     data=st.integers(min_value=1, max_value=60).flatmap(
         lambda n: st.tuples(
-            hnp.arrays(np.float32, (n, 8), elements=st.floats(-10, 10, width=32)),
-            hnp.arrays(np.float32, (8,), elements=st.floats(-10, 10, width=32)),
+            hnp.arrays(np.float32, (n, 8), elements=st.floats(-10, 10, width=32, allow_subnormal=False)),
+            hnp.arrays(np.float32, (8,), elements=st.floats(-10, 10, width=32, allow_subnormal=False)),
             st.integers(1, 70),
         )
     )
@@ -292,7 +292,7 @@ def test_ctrl_c_stops_a_long_build():
 def test_linear_equals_the_numpy_oracle(data):
     g, q, k = data
     norms = np.linalg.norm(g.astype(np.float64), axis=1)
-    if np.any(norms < 1e-3) or np.linalg.norm(q) < 1e-3:
+    if np.any(norms == 0) or not np.any(q):
         with pytest.raises(ValueError):
             LinearIndex.build(g).search(q, k)
         return

@@ -27,10 +27,9 @@ def test_the_notebook_runs_and_finds_the_person(tmp_path):
     text = out.stdout
 
     def labels(name):
-        block = text.split(f"{name}:", 1)[1].split("\n", 1)[0:2]
-        block = text.split(f"{name}:", 1)[1]
-        block = block[: block.index(")") + 1]
-        return re.findall(r"'([^']+)'", block)
+        # From "name:" to the next "other_name:" line (or the table).
+        block = re.split(r"\n(?=\w+_label[s]?:|\s+Load)", text.split(f"\n{name}:", 1)[1])[0]
+        return [x for x in re.findall(r"'([^']+)'", block) if not x.startswith("<U")]
 
     assert labels("query_label") == ["Eduardo_Eiras1"]
     # Exact search: exactly the person's other images.
