@@ -4,6 +4,9 @@
 #   scripts/pyenv.sh            -> numpy, hnswlib, annoy (what the tests need)
 #   scripts/pyenv.sh --peers    -> also faiss-cpu, usearch, rabitqlib (SymphonyQG), pyvsag and
 #                                  ngt (benchmark peers; glassppy has no installable release)
+#   scripts/pyenv.sh --package  -> also maturin, pytest, hypothesis and pandas: what building
+#                                  and testing the face_search Python package needs
+#                                  (scripts/test-python.sh)
 # The environment lives in target/pyenv (override with FACE_SEARCH_PYENV). Python packages are
 # used only to cross-check file formats and as benchmark peers, never by the Rust crates.
 set -euo pipefail
@@ -15,6 +18,9 @@ stamp_name=tests
 if [[ ${1:-} == --peers ]]; then
   packages+=(faiss-cpu==1.15.1 usearch==2.26.6 rabitqlib==0.7.1 pyvsag==0.18.5 ngt==2.8.0.post1)
   stamp_name=peers
+elif [[ ${1:-} == --package ]]; then
+  packages+=(maturin==1.15.0 pytest==9.0.3 hypothesis==6.168.3 pandas==2.3.3)
+  stamp_name=package
 fi
 # A new package list makes a new stamp, so an older environment is brought up to date.
 stamp_name+=-$(printf '%s\n' "${packages[@]}" | cksum | cut -d' ' -f1)

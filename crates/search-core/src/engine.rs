@@ -69,7 +69,11 @@ pub trait SearchIndex: Send + Sync + Sized {
     ) -> Result<Self> {
         check_gallery_len(vectors.len())?;
         vectors.check_all()?;
-        Self::build_unchecked(vectors, params, progress)
+        let index = Self::build_unchecked(vectors, params, progress)?;
+        if progress.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        Ok(index)
     }
 
     /// [`SearchIndex::build`] on a gallery already checked: not empty, ids fit in `u32`,
@@ -107,9 +111,18 @@ pub trait SearchIndex: Send + Sync + Sized {
     /// The `k` rows most similar to `query`, best first (see [`Hit::ranking`]); fewer when the
     /// index holds fewer than `k`. Fails when `k == 0` or the query is unusable.
     fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        self.search_with(query, k, None)
+    }
+
+    /// [`SearchIndex::search`] with the knob set to `knob` for this query alone (`None`: the
+    /// index's own setting; engines without a knob ignore it).
+    fn search_with(&self, query: &[f32], k: usize, knob: Option<usize>) -> Result<Vec<Hit>> {
         check_k(k)?;
         check_vector(query, self.dim(), || "query".into())?;
-        let hits = self.search_unchecked(query, k)?;
+        let hits = match knob {
+            None => self.search_unchecked(query, k)?,
+            Some(knob) => self.search_knob_unchecked(query, k, knob)?,
+        };
         if hits.len() > k {
             return Err(damaged::<Self>(format!("{} hits for k = {k}", hits.len())));
         }
@@ -120,6 +133,96 @@ pub trait SearchIndex: Send + Sync + Sized {
     /// [`SearchIndex::search`] with `k ≥ 1` and a query of the index's dimension, finite and
     /// non-zero (not necessarily of unit length).
     fn search_unchecked(&self, query: &[f32], k: usize) -> Result<Vec<Hit>>;
+
+    /// [`SearchIndex::search_unchecked`] with the knob at `knob` for this query alone. The
+    /// default ignores the knob: right for engines that have none.
+    fn search_knob_unchecked(&self, query: &[f32], k: usize, knob: usize) -> Result<Vec<Hit>> {
+        let _ = knob;
+        self.search_unchecked(query, k)
+    }
+
+    /// [`SearchIndex::search_with`] for every row of `queries`, on all cores (rayon's current
+    /// pool); the answers in the rows' order. A bad row fails the batch, naming the row.
+    fn search_batch(
+        &self,
+        queries: VectorView<'_>,
+        k: usize,
+        knob: Option<usize>,
+    ) -> Result<Vec<Vec<Hit>>> {
+        use rayon::prelude::*;
+        check_k(k)?;
+        if queries.dim() != self.dim() {
+            return Err(Error::Dimension {
+                expected: self.dim(),
+                found: queries.dim(),
+            });
+        }
+        for (i, q) in queries.rows().enumerate() {
+            check_vector(q, self.dim(), || format!("query row {i}"))?;
+        }
+        queries
+            .as_slice()
+            .par_chunks_exact(queries.dim())
+            .map(|q| self.search_with(q, k, knob))
+            .collect()
+    }
+
+    /// Adds `vectors` after the build and returns the ids they got: `ids` when given (one per
+    /// row, none already live in the index), else the next row numbers. Engines that cannot
+    /// grow refuse with [`Error::Unsupported`].
+    fn add(
+        &mut self,
+        vectors: VectorView<'_>,
+        ids: Option<&[u32]>,
+        progress: &dyn Progress,
+    ) -> Result<Vec<u32>> {
+        let _ = (vectors, ids, progress);
+        Err(Error::Unsupported {
+            engine: Self::NAME,
+            what: "add items after the build",
+        })
+    }
+
+    /// Gives the items new ids: `ids[row]` for each row in the order they were built and
+    /// added (one per row, distinct), as hnswlib's labels. Engines whose ids are row numbers
+    /// refuse with [`Error::Unsupported`].
+    fn set_ids(&mut self, ids: &[u32]) -> Result<()> {
+        let _ = ids;
+        Err(Error::Unsupported {
+            engine: Self::NAME,
+            what: "give items ids other than their row numbers",
+        })
+    }
+
+    /// Marks item `id` deleted: never returned again. Engines that cannot delete refuse with
+    /// [`Error::Unsupported`].
+    fn delete(&mut self, id: u32) -> Result<()> {
+        let _ = id;
+        Err(Error::Unsupported {
+            engine: Self::NAME,
+            what: "delete items",
+        })
+    }
+
+    /// The vector the index stores for item `id` (cosine engines store it scaled to unit
+    /// length). Fails with [`Error::InvalidArgument`] when there is no such item.
+    fn vector(&self, id: u32) -> Result<Vec<f32>> {
+        let _ = id;
+        Err(Error::Unsupported {
+            engine: Self::NAME,
+            what: "return stored vectors",
+        })
+    }
+
+    /// Writes the index in the file format of the library the engine mirrors (hnswlib's for
+    /// HNSW, Annoy's for the forest), atomically. Others refuse with [`Error::Unsupported`].
+    fn save_foreign(&self, path: &Path) -> Result<()> {
+        let _ = path;
+        Err(Error::Unsupported {
+            engine: Self::NAME,
+            what: "write another library's file format",
+        })
+    }
 
     /// Every row whose cosine similarity to `query` is greater than `tau`, best first.
     /// Approximate engines may miss some. Fails when `tau` is outside [-1, 1] or NaN.

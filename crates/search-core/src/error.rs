@@ -53,6 +53,17 @@ pub enum Error {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// The operation was stopped on request ([`crate::Progress::cancelled`]).
+    #[error("cancelled")]
+    Cancelled,
+    /// The engine does not offer this operation (adding to an exact index's file, say).
+    #[error("the {engine} engine cannot {what}")]
+    Unsupported {
+        /// The engine's name.
+        engine: &'static str,
+        /// What was asked of it.
+        what: &'static str,
+    },
     /// An argument is outside its valid range (k = 0, τ outside [-1, 1], empty gallery, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

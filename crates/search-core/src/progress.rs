@@ -8,6 +8,12 @@ pub trait Progress: Sync {
     fn set_total(&self, total: u64);
     /// Reports `n` more units done.
     fn advance(&self, n: u64);
+    /// True when whoever watches wants the operation stopped (Ctrl-C in Python): long loops
+    /// check it now and then and stop early; the operation then fails with
+    /// [`crate::Error::Cancelled`]. Never, unless the watcher says so.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 impl Progress for () {

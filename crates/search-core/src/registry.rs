@@ -41,6 +41,34 @@ pub trait Engine: Send + Sync {
     fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>>;
     /// See [`SearchIndex::search_threshold`].
     fn search_threshold(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>>;
+    /// See [`SearchIndex::search_with`].
+    fn search_with(&self, query: &[f32], k: usize, knob: Option<usize>) -> Result<Vec<Hit>>;
+    /// See [`SearchIndex::search_batch`].
+    fn search_batch(
+        &self,
+        queries: VectorView<'_>,
+        k: usize,
+        knob: Option<usize>,
+    ) -> Result<Vec<Vec<Hit>>>;
+    /// See [`SearchIndex::add`].
+    fn add(
+        &mut self,
+        vectors: VectorView<'_>,
+        ids: Option<&[u32]>,
+        progress: &dyn Progress,
+    ) -> Result<Vec<u32>>;
+    /// See [`SearchIndex::set_ids`].
+    fn set_ids(&mut self, ids: &[u32]) -> Result<()>;
+    /// See [`SearchIndex::delete`].
+    fn delete(&mut self, id: u32) -> Result<()>;
+    /// See [`SearchIndex::vector`].
+    fn vector(&self, id: u32) -> Result<Vec<f32>>;
+    /// See [`SearchIndex::save_foreign`].
+    fn save_foreign(&self, path: &Path) -> Result<()>;
+    /// See [`SearchIndex::id_bound`].
+    fn id_bound(&self) -> u64;
+    /// See [`SearchIndex::scores_are_cosines`].
+    fn scores_are_cosines(&self) -> bool;
     /// See [`SearchIndex::save`].
     fn save(&self, path: &Path) -> Result<()>;
     /// See [`SearchIndex::knob`].
@@ -79,6 +107,43 @@ impl<T: SearchIndex + 'static> Engine for T {
     fn search_threshold(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
         SearchIndex::search_threshold(self, query, tau)
     }
+    fn search_with(&self, query: &[f32], k: usize, knob: Option<usize>) -> Result<Vec<Hit>> {
+        SearchIndex::search_with(self, query, k, knob)
+    }
+    fn search_batch(
+        &self,
+        queries: VectorView<'_>,
+        k: usize,
+        knob: Option<usize>,
+    ) -> Result<Vec<Vec<Hit>>> {
+        SearchIndex::search_batch(self, queries, k, knob)
+    }
+    fn add(
+        &mut self,
+        vectors: VectorView<'_>,
+        ids: Option<&[u32]>,
+        progress: &dyn Progress,
+    ) -> Result<Vec<u32>> {
+        SearchIndex::add(self, vectors, ids, progress)
+    }
+    fn set_ids(&mut self, ids: &[u32]) -> Result<()> {
+        SearchIndex::set_ids(self, ids)
+    }
+    fn delete(&mut self, id: u32) -> Result<()> {
+        SearchIndex::delete(self, id)
+    }
+    fn vector(&self, id: u32) -> Result<Vec<f32>> {
+        SearchIndex::vector(self, id)
+    }
+    fn save_foreign(&self, path: &Path) -> Result<()> {
+        SearchIndex::save_foreign(self, path)
+    }
+    fn id_bound(&self) -> u64 {
+        SearchIndex::id_bound(self)
+    }
+    fn scores_are_cosines(&self) -> bool {
+        SearchIndex::scores_are_cosines(self)
+    }
     fn save(&self, path: &Path) -> Result<()> {
         SearchIndex::save(self, path)
     }
@@ -109,8 +174,9 @@ pub struct ParamSpec {
 
 /// Builds an index of one engine from vectors and a parameter map.
 pub type BuildFn = fn(VectorView<'_>, &Params, &dyn Progress) -> Result<Box<dyn Engine>>;
-/// Opens a file of the library an engine mirrors, given the vectors' dimension.
-pub type OpenForeignFn = fn(&Path, usize) -> Result<Box<dyn Engine>>;
+/// Opens a file of the library an engine mirrors, given the vectors' dimension and the
+/// options that library's constructor takes (hnswlib's `space`, annoy's `metric`), as text.
+pub type OpenForeignFn = fn(&Path, usize, &Params) -> Result<Box<dyn Engine>>;
 
 /// What the registry knows of an engine: one constant per engine crate.
 #[derive(Clone, Copy)]
@@ -130,7 +196,8 @@ pub struct EngineKind {
     /// Opens one of its files.
     pub open: fn(&Path, Warmup) -> Result<Box<dyn Engine>>,
     /// Opens a file of the library this engine mirrors (hnswlib's, annoy's), which does not
-    /// record the dimension: vectors of `dim` components, cosine.
+    /// record the dimension: vectors of `dim` components; the parameters name the metric
+    /// (none: cosine).
     pub open_foreign: Option<OpenForeignFn>,
 }
 

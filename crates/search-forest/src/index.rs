@@ -444,6 +444,36 @@ impl SearchIndex for ForestIndex {
         })
     }
 
+    /// The knob is `search_k`; 0 means the default ([`ForestIndex::default_search_k`]).
+    fn search_knob_unchecked(&self, query: &[f32], k: usize, knob: usize) -> Result<Vec<Hit>> {
+        let search_k = if knob == 0 {
+            self.default_search_k(k)
+        } else {
+            knob
+        };
+        self.scored(query, search_k, |hits| {
+            top_k(hits, k);
+            hits.clone()
+        })
+    }
+
+    /// The stored row ([`ForestIndex::item_vector`]).
+    fn vector(&self, id: u32) -> Result<Vec<f32>> {
+        self.item_vector(id as usize)
+            .map(<[f32]>::to_vec)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "no item with id {id} in the index ({} items)",
+                    self.shape.n_items
+                ))
+            })
+    }
+
+    /// The forest's own file is Annoy's.
+    fn save_foreign(&self, path: &Path) -> Result<()> {
+        SearchIndex::save(self, path)
+    }
+
     fn knob(&self) -> Option<Knob> {
         Some(Knob {
             name: "search_k",

@@ -42,7 +42,11 @@ const PARAMS: &[ParamSpec] = &[
 /// The Annoy forest, for the registry (`search-engines`). Its files are Annoy's; an angular
 /// file's dimension is read from the file, other files open with `open_foreign`.
 pub const KIND: EngineKind = EngineKind {
-    open_foreign: Some(|path, dim| Ok(Box::new(ForestIndex::open(path, dim, Metric::Angular)?))),
+    open_foreign: Some(|path, dim, options| {
+        options.check(&PARAMS[2..3])?;
+        let metric = metric_of(options)?.unwrap_or(Metric::Angular);
+        Ok(Box::new(ForestIndex::open(path, dim, metric)?))
+    }),
     ..EngineKind::of::<ForestIndex>(
         "Annoy random-projection forest, in Annoy's own file format",
         PARAMS,
@@ -51,6 +55,17 @@ pub const KIND: EngineKind = EngineKind {
         |head| !head.starts_with(b"FACESRCH"),
     )
 };
+
+fn metric_of(p: &Params) -> Result<Option<Metric>, Error> {
+    match p.get::<String>("metric")?.as_deref() {
+        None => Ok(None),
+        Some("angular") => Ok(Some(Metric::Angular)),
+        Some("euclidean") => Ok(Some(Metric::Euclidean)),
+        Some(v) => Err(Error::InvalidArgument(format!(
+            "parameter metric = {v:?}: expected angular or euclidean"
+        ))),
+    }
+}
 
 impl TryFrom<&Params> for ForestParams {
     type Error = Error;
@@ -61,12 +76,7 @@ impl TryFrom<&Params> for ForestParams {
         let bad = |name: &str, v: &str, want: &str| {
             Error::InvalidArgument(format!("parameter {name} = {v:?}: expected {want}"))
         };
-        let metric = match p.get::<String>("metric")?.as_deref() {
-            None => d.metric,
-            Some("angular") => Metric::Angular,
-            Some("euclidean") => Metric::Euclidean,
-            Some(v) => return Err(bad("metric", v, "angular or euclidean")),
-        };
+        let metric = metric_of(p)?.unwrap_or(d.metric);
         let split = match p.get::<String>("split")?.as_deref() {
             None => d.split,
             Some("two_means") => Split::TwoMeans,

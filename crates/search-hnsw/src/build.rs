@@ -324,6 +324,10 @@ impl<'a, D: NodeDist> Builder<'a, D> {
                 if done == 64 {
                     progress.advance(done);
                     done = 0;
+                    if progress.cancelled() {
+                        // The caller discards the graph (SearchIndex::build fails).
+                        break;
+                    }
                 }
             }
             progress.advance(done);

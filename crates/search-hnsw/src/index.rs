@@ -84,8 +84,12 @@ pub struct HnswParams {
     pub threads: usize,
     /// Keep int8 copies of the vectors and walk the graph (build and search) with them,
     /// re-ranking the final candidates with exact f32 dot products. Faster, and on the
-    /// notebook's workload as accurate; `false` walks with f32 throughout.
+    /// notebook's workload as accurate; `false` walks with f32 throughout. Cosine only: an
+    /// `ip` or `l2` index always walks with f32.
     pub quantize: bool,
+    /// The metric, as hnswlib's `space`: [`Space::Cosine`] (the default) normalises the rows;
+    /// [`Space::InnerProduct`] and [`Space::L2`] index them as they are.
+    pub space: Space,
 }
 
 impl Default for HnswParams {
@@ -97,6 +101,7 @@ impl Default for HnswParams {
             seed: 100,
             threads: 0,
             quantize: true,
+            space: Space::Cosine,
         }
     }
 }
@@ -733,6 +738,32 @@ impl HnswIndex {
         vectors: VectorView<'_>,
         progress: &dyn Progress,
     ) -> Result<std::ops::Range<u32>> {
+        let ids = self.add_labelled(vectors, None, progress)?;
+        let first = ids.first().copied().unwrap_or(self.meta.len as u32);
+        Ok(first..first + ids.len() as u32)
+    }
+
+    /// Adds `vectors` as [`HnswIndex::add`] does, under the ids `ids` when given (hnswlib's
+    /// labels: one per row, distinct, none live in the index already; a deleted item's id may
+    /// be given again), and returns the ids the rows got.
+    ///
+    /// ```
+    /// use search_core::{SearchIndex, Vectors};
+    /// use search_hnsw::HnswIndex;
+    /// let v = Vectors::new(2, vec![1.0, 0.0, 0.0, 1.0])?;
+    /// let mut index = HnswIndex::build(v.view(), &Default::default(), &())?;
+    /// let more = Vectors::new(2, vec![0.6, 0.8])?;
+    /// assert_eq!(index.add_labelled(more.view(), Some(&[70]), &())?, [70]);
+    /// assert_eq!(index.search(&[0.6, 0.8], 1)?[0].id, 70);
+    /// assert!(index.add_labelled(more.view(), Some(&[0]), &()).is_err()); // 0 is live
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn add_labelled(
+        &mut self,
+        vectors: VectorView<'_>,
+        ids: Option<&[u32]>,
+        progress: &dyn Progress,
+    ) -> Result<Vec<u32>> {
         if vectors.dim() != self.meta.dim {
             return Err(Error::Dimension {
                 expected: self.meta.dim,
@@ -748,19 +779,21 @@ impl HnswIndex {
         }
         let meta = self.meta;
         let lines = padded_rows(vectors, meta.space, old_len)?;
+        let new_ids = self.new_ids(vectors.len(), ids)?;
         progress.set_total(vectors.len() as u64);
         let seed = meta.seed ^ (old_len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let new_levels = draw_levels(vectors.len(), meta.m, seed);
         let o = self.owned();
-        let first_label = o
-            .labels
-            .as_ref()
-            .map(|l| l.iter().max().map_or(0, |&m| m + 1));
-        if let (Some(first), Some(labels)) = (first_label, o.labels.as_mut()) {
-            if u32::try_from(u64::from(first) + vectors.len() as u64).is_err() {
-                return Err(Error::InvalidArgument("labels would exceed u32".into()));
-            }
-            labels.extend(first..first + vectors.len() as u32);
+        let identity = o.labels.is_none()
+            && new_ids
+                .iter()
+                .enumerate()
+                .all(|(i, &id)| id as usize == old_len + i);
+        if !identity {
+            let labels = o
+                .labels
+                .get_or_insert_with(|| (0..old_len as u32).collect());
+            labels.extend_from_slice(&new_ids);
         }
         if let Some(codes) = &mut o.codes {
             codes.append(Codes::of(
@@ -793,8 +826,39 @@ impl HnswIndex {
         self.meta.max_level = max_level;
         self.meta.len = new_len;
         self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        let first = first_label.unwrap_or(old_len as u32);
-        Ok(first..first + vectors.len() as u32)
+        Ok(new_ids)
+    }
+
+    /// The ids `count` new rows get: `ids` checked (one per row, distinct, none live), else
+    /// the next ones (row numbers, or past the largest label).
+    fn new_ids(&self, count: usize, ids: Option<&[u32]>) -> Result<Vec<u32>> {
+        let v = self.view();
+        let Some(ids) = ids else {
+            let first = match v.labels {
+                None => v.meta.len as u64,
+                Some(l) => l.iter().max().map_or(0, |&m| u64::from(m) + 1),
+            };
+            if u32::try_from(first + count as u64).is_err() {
+                return Err(Error::InvalidArgument("ids would exceed u32".into()));
+            }
+            return Ok((first as u32..(first + count as u64) as u32).collect());
+        };
+        if ids.len() != count {
+            return Err(Error::InvalidArgument(format!(
+                "{} ids for {count} rows",
+                ids.len()
+            )));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        if let Some(dup) = ids.iter().find(|&&id| !seen.insert(id)) {
+            return Err(Error::InvalidArgument(format!("id {dup} is given twice")));
+        }
+        if let Some(live) = ids.iter().find(|&&id| self.contains(id)) {
+            return Err(Error::InvalidArgument(format!(
+                "id {live} is already in the index (delete it first)"
+            )));
+        }
+        Ok(ids.to_vec())
     }
 
     /// Marks item `id` deleted: it stays in the graph as a waypoint but is never returned.
@@ -822,7 +886,12 @@ impl HnswIndex {
         let v = self.view();
         let found = match v.labels {
             None => ((id as usize) < v.meta.len).then_some(id as usize),
-            Some(l) => l.iter().position(|&x| x == id),
+            // An id given again after a delete: the live item first.
+            Some(l) => l
+                .iter()
+                .enumerate()
+                .position(|(i, &x)| x == id && v.deleted[i] == 0)
+                .or_else(|| l.iter().position(|&x| x == id)),
         };
         found.ok_or_else(|| Error::InvalidArgument(format!("no item with id {id} in the index")))
     }
@@ -888,16 +957,17 @@ impl SearchIndex for HnswIndex {
         check_params(params)?;
         let n = vectors.len();
         progress.set_total(n as u64);
-        let lines = padded_rows(vectors, Space::Cosine, 0)?;
+        let space = params.space;
+        // The int8 and sign codes assume unit rows.
+        let quantize = params.quantize && space == Space::Cosine;
+        let lines = padded_rows(vectors, space, 0)?;
         let stride = round_up(vectors.dim());
         let m0 = 2 * params.m;
         let levels = draw_levels(n, params.m, params.seed);
         let deleted = vec![0u8; n];
-        let space = Space::Cosine;
-        let codes = params
-            .quantize
-            .then(|| Codes::of(bytemuck::cast_slice(&lines), stride, vectors.dim()));
-        let signs = params.quantize.then(|| {
+        let codes =
+            quantize.then(|| Codes::of(bytemuck::cast_slice(&lines), stride, vectors.dim()));
+        let signs = quantize.then(|| {
             let rows: &[f32] = bytemuck::cast_slice(&lines);
             let frame = Frame::new(
                 rows.chunks_exact(stride).map(|r| &r[..vectors.dim()]),
@@ -920,12 +990,12 @@ impl SearchIndex for HnswIndex {
             entry: 0,
             max_level: None,
             deleted: 0,
-            code_stride: if params.quantize {
+            code_stride: if quantize {
                 code_stride(vectors.dim())
             } else {
                 0
             },
-            sign_words: if params.quantize {
+            sign_words: if quantize {
                 signs::words(vectors.dim())
             } else {
                 0
@@ -1145,6 +1215,58 @@ impl SearchIndex for HnswIndex {
 
     fn search_unchecked(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         self.search_ef(query, k, self.meta.ef)
+    }
+
+    /// The knob is `ef` (at least `k` is used).
+    fn search_knob_unchecked(&self, query: &[f32], k: usize, knob: usize) -> Result<Vec<Hit>> {
+        self.search_ef(query, k, knob.max(1))
+    }
+
+    fn add(
+        &mut self,
+        vectors: VectorView<'_>,
+        ids: Option<&[u32]>,
+        progress: &dyn Progress,
+    ) -> Result<Vec<u32>> {
+        self.add_labelled(vectors, ids, progress)
+    }
+
+    fn delete(&mut self, id: u32) -> Result<()> {
+        HnswIndex::delete(self, id)
+    }
+
+    fn set_ids(&mut self, ids: &[u32]) -> Result<()> {
+        if ids.len() != self.meta.len {
+            return Err(Error::InvalidArgument(format!(
+                "{} ids for {} rows",
+                ids.len(),
+                self.meta.len
+            )));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        if let Some(dup) = ids.iter().find(|&&id| !seen.insert(id)) {
+            return Err(Error::InvalidArgument(format!("id {dup} is given twice")));
+        }
+        let identity = ids.iter().enumerate().all(|(i, &id)| id as usize == i);
+        self.owned().labels = (!identity).then(|| ids.to_vec());
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        Ok(())
+    }
+
+    /// The stored row: scaled to unit length in a cosine index (as hnswlib's `get_items`).
+    /// Deleted items have none.
+    fn vector(&self, id: u32) -> Result<Vec<f32>> {
+        let internal = self.internal_id(id)?;
+        let v = self.view();
+        if v.deleted[internal] != 0 {
+            return Err(Error::InvalidArgument(format!("item {id} is deleted")));
+        }
+        Ok(v.row(internal as u32)[..v.meta.dim].to_vec())
+    }
+
+    /// hnswlib's file ([`HnswIndex::save_hnswlib`]).
+    fn save_foreign(&self, path: &Path) -> Result<()> {
+        self.save_hnswlib(path)
     }
 
     /// Row numbers up to the rows ever added (deleted ones keep theirs), or hnswlib labels.

@@ -33,14 +33,33 @@ const PARAMS: &[ParamSpec] = &[
     ParamSpec {
         name: "quantize",
         default: "true",
-        about: "walk on int8 and one-bit codes, re-rank in f32",
+        about: "walk on int8 and one-bit codes, re-rank in f32 (cosine only)",
+    },
+    ParamSpec {
+        name: "space",
+        default: "cosine",
+        about: "cosine, ip (inner product) or l2 (squared distance), as hnswlib's",
     },
 ];
 
+fn space_of(p: &Params) -> Result<Option<Space>, Error> {
+    match p.get::<String>("space")?.as_deref() {
+        None => Ok(None),
+        Some("cosine") => Ok(Some(Space::Cosine)),
+        Some("ip") => Ok(Some(Space::InnerProduct)),
+        Some("l2") => Ok(Some(Space::L2)),
+        Some(v) => Err(Error::InvalidArgument(format!(
+            "parameter space = {v:?}: expected cosine, ip or l2"
+        ))),
+    }
+}
+
 /// The HNSW graph, for the registry (`search-engines`). It also opens hnswlib's files.
 pub const KIND: EngineKind = EngineKind {
-    open_foreign: Some(|path, dim| {
-        Ok(Box::new(HnswIndex::load_hnswlib(path, dim, Space::Cosine)?))
+    open_foreign: Some(|path, dim, options| {
+        options.check(&PARAMS[6..7])?;
+        let space = space_of(options)?.unwrap_or(Space::Cosine);
+        Ok(Box::new(HnswIndex::load_hnswlib(path, dim, space)?))
     }),
     ..EngineKind::of::<HnswIndex>(
         "HNSW graph (hnswlib's algorithm, memory-mapped, int8 walk screened by one-bit codes)",
@@ -63,6 +82,7 @@ impl TryFrom<&Params> for HnswParams {
             seed: p.get_or("seed", d.seed)?,
             threads: p.get_or("threads", d.threads)?,
             quantize: p.get_or("quantize", d.quantize)?,
+            space: space_of(p)?.unwrap_or(d.space),
         })
     }
 }

@@ -755,6 +755,28 @@ impl SearchIndex for LinearIndex {
     fn search_threshold_unchecked(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
         Ok(self.search_threshold_with_stats(query, tau)?.0)
     }
+
+    /// The blocked matrix product ([`LinearIndex::search_batch`]); there is no knob.
+    fn search_batch(
+        &self,
+        queries: VectorView<'_>,
+        k: usize,
+        _knob: Option<usize>,
+    ) -> Result<Vec<Vec<Hit>>> {
+        LinearIndex::search_batch(self, queries, k)
+    }
+
+    /// The stored row, scaled to unit length.
+    fn vector(&self, id: u32) -> Result<Vec<f32>> {
+        let i = id as usize;
+        if i >= self.len {
+            return Err(Error::InvalidArgument(format!(
+                "no item with id {id} in the index ({} items)",
+                self.len
+            )));
+        }
+        Ok(self.vectors()[i * self.dim..(i + 1) * self.dim].to_vec())
+    }
 }
 
 #[cfg(test)]

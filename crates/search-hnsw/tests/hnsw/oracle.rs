@@ -16,6 +16,7 @@ fn small_params(seed: u64) -> HnswParams {
         seed,
         threads: 0,
         quantize: seed.is_multiple_of(2),
+        ..HnswParams::default()
     }
 }
 
