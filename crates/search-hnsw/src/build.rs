@@ -425,10 +425,11 @@ impl<'a, D: NodeDist> Builder<'a, D> {
     }
 
     /// Links `id` to `selected` at `level` and each of them back to `id`
-    /// (hnswlib's `mutuallyConnectNewElement`). Unlike hnswlib, which appends a back-link
-    /// unpruned while a list has room and runs the heuristic over a full list, every list is
-    /// kept pruned: a back-link enters by [`Self::prune_into`]. On the notebook's gallery
-    /// this gave the same recall per ef and cost a fraction of the distances.
+    /// (hnswlib's `mutuallyConnectNewElement`). hnswlib appends a back-link unpruned while a
+    /// list has room and runs the heuristic over a full list; here a list whose node was
+    /// linked by the heuristic stays pruned (a back-link enters by [`Self::prune_into`]: on the
+    /// notebook's gallery, the same recall per ef for a fraction of the distances), and a
+    /// list linked without it (fewer than M candidates) takes back-links as hnswlib does.
     ///
     /// `known` holds the distances from `id` that its layer search computed: most of those
     /// the pruning needs.
@@ -469,6 +470,15 @@ impl<'a, D: NodeDist> Builder<'a, D> {
             }
             if list.is_pruned() {
                 self.prune_into(&list, new, &mut kept, &from_new);
+            } else if list.count() < list.cap() {
+                // Room left in a list the heuristic never ran on (its node found fewer than
+                // M candidates: a small graph, or an early node): append, as hnswlib does.
+                // Running the heuristic here drops links, and in a small graph built on
+                // several threads some node then had no in-link at all.
+                cands.clear();
+                cands.extend((0..list.count()).map(|j| list.get(j)));
+                cands.push(new);
+                list.write(&cands, false);
             } else {
                 cands.clear();
                 cands.push(new);
