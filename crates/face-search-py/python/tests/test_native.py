@@ -317,11 +317,9 @@ def test_approximate_engines_are_exact_with_the_knob_at_its_maximum(n, k, seed, 
     rng = np.random.default_rng(seed)
     g = rng.normal(size=(n, 16)).astype(np.float32)
     q = rng.normal(size=16).astype(np.float32)
-    # One build thread: a parallel HNSW build of a handful of rows can leave a row with no
-    # incoming link (seen with 5 rows: unreachable in about 2 of 3 builds), an engine issue
-    # outside the bindings; sequential builds reach every row.
-    params = dict(PARAMS[cls], threads=1) if cls is HnswIndex else PARAMS[cls]
-    index = cls.build(g, **params)
+    # Parallel builds (the default): every row must be reachable (a parallel build of a
+    # handful of rows once left rows without an incoming link).
+    index = cls.build(g, **PARAMS[cls])
     if cls is HnswIndex:
         index.ef = n
     else:
