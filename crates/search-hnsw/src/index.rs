@@ -14,7 +14,7 @@ use crate::build::{Builder, F32Dist, Graph, I8Dist, MAX_LEVEL, NodeDist, draw_le
 use crate::quant::{code_stride, dot_i8_kernel, quantize};
 use crate::search::{Cand, Links, NoScreen, Scratch, Screen, greedy, search_layer};
 use crate::signs::{self, CodesRef, Frame, FrameRef, SignScreen};
-use search_kernels::{DotFn as DistFn, kernel_set, prefetch};
+use search_kernels::{DotFn as DistFn, prefetch};
 
 pub(crate) const KIND_BYTES: &[u8; 8] = b"hnsw\0\0\0\0";
 /// Version 1 (no int8 codes, 14 header words) and 2 (no sign codes, 15 words) are still read.
@@ -53,8 +53,8 @@ impl Space {
 
     pub(crate) fn dist_fn(self) -> DistFn {
         match self {
-            Space::Cosine | Space::InnerProduct => kernel_set().neg_dot,
-            Space::L2 => kernel_set().l2_squared,
+            Space::Cosine | Space::InnerProduct => search_kernels::f32::kernels().neg_dot,
+            Space::L2 => search_kernels::f32::kernels().l2_squared,
         }
     }
 
@@ -545,9 +545,10 @@ impl HnswIndex {
         matches!(self.store, Store::Mapped(_))
     }
 
-    /// Name of the distance kernel chosen for this CPU ("avx512", "avx2+fma" or "scalar").
+    /// Name of the f32 distance kernels chosen for this CPU ("avx512", "avx2", "neon" or
+    /// "portable").
     pub fn kernel_name() -> &'static str {
-        kernel_set().name
+        search_kernels::f32::KERNELS.best().name()
     }
 
     /// Checks a query and turns it into a padded row in the index's space.
