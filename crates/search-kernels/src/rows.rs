@@ -17,6 +17,9 @@
 
 use crate::cpu::{Family, Isa, Variant};
 
+/// What [`quantize_biased`] adds to a code.
+pub const BIAS: i32 = 128;
+
 /// What [`code_unit`] gives for a row: its norm `‖x‖` (summed in f64), and its codes' scale
 /// as codes of the unit row `x / ‖x‖`, `‖codes‖²` and `Σ codes`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,7 +98,7 @@ pub fn quantize(row: &[f32], codes: &mut [i8]) -> f32 {
     (kernels().quantize)(row, codes)
 }
 
-/// [`quantize`] into `u8` codes holding `cᵢ + 128`.
+/// [`quantize`] into `u8` codes holding `cᵢ + 128` ([`BIAS`]).
 pub fn quantize_biased(row: &[f32], codes: &mut [u8]) -> f32 {
     (kernels().quantize_biased)(row, codes)
 }
@@ -163,7 +166,7 @@ impl Code for u8 {
     #[inline(always)]
     unsafe fn from_rounded(q: f32) -> u8 {
         // SAFETY: the caller's.
-        unsafe { (q.to_int_unchecked::<i32>() + 128) as u8 }
+        unsafe { (q.to_int_unchecked::<i32>() + BIAS) as u8 }
     }
 }
 
