@@ -115,6 +115,7 @@ fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use crate::x86::hsum256_epi32;
     use std::arch::x86_64::*;
 
     /// # Safety
@@ -244,11 +245,7 @@ mod x86 {
                     let b0 = _mm256_loadu_si256(qp.add(16 * j).cast());
                     acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a0, b0));
                 }
-                let s = _mm256_add_epi32(acc0, acc1);
-                let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-                let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-                let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-                let mut total = _mm_cvtsi128_si32(s);
+                let mut total = hsum256_epi32(_mm256_add_epi32(acc0, acc1));
                 for i in 16 * full..dim {
                     total = total.wrapping_add(i32::from(*p.add(i)) * i32::from(*qp.add(i)));
                 }
@@ -307,11 +304,7 @@ mod x86 {
                 i += 32;
             }
         }
-        let s = _mm256_add_epi32(acc[0], acc[1]);
-        let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-        let mut total = _mm_cvtsi128_si32(s);
+        let mut total = hsum256_epi32(_mm256_add_epi32(acc[0], acc[1]));
         for k in i..n {
             total = total.wrapping_add(i32::from(a[k]) * i32::from(b[k]));
         }

@@ -6,7 +6,7 @@
 //! ([`Family::available`]), and its tests check each against the portable one.
 //!
 //! The families:
-//! - [`f32`]: dot products and squared distances (AVX-512, AVX2+FMA, NEON).
+//! - [`f32`](mod@f32): dot products and squared distances (AVX-512, AVX2+FMA, NEON).
 //! - [`int8`]: exact integer dot products of int8 codes, `i8 · i16` rows against a query
 //!   ([`int8::BLOCK_DOT`]: AVX-512 VNNI, AVX-512BW, AVX2, NEON) and `i8 · i8` pairs
 //!   ([`int8::DOT_I8`]: AVX-512 VNNI, AVX2, NEON).
@@ -45,6 +45,8 @@ pub mod int8;
 mod neon_emul;
 pub mod planes;
 pub mod rows;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use aligned::Aligned;
 pub use cpu::{Family, Isa, Variant, describe};

@@ -145,6 +145,7 @@ fn side_dot4_portable(planes: [&[u8]; 4], rows: [&[i8]; 4]) -> [i32; 4] {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{LANES, check_lengths, side_args};
+    use crate::x86::hsum256_epi32;
     use std::arch::x86_64::*;
 
     /// # Safety
@@ -336,14 +337,6 @@ mod x86 {
     pub unsafe fn add_avx2(s: &mut [i16], c: &[i8]) {
         // The portable loop, vectorised by the compiler for these features.
         super::add_portable(s, c)
-    }
-
-    #[target_feature(enable = "avx2")]
-    fn hsum256_epi32(a: __m256i) -> i32 {
-        let s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256::<1>(a));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-        _mm_cvtsi128_si32(s)
     }
 
     /// # Safety
