@@ -244,6 +244,15 @@ mod tests {
     /// fails here when it lacks one.
     #[test]
     fn no_variant_is_skipped_silently() {
+        for f in families() {
+            let run: Vec<&str> = f
+                .compiled_isas()
+                .into_iter()
+                .filter(|i| i.is_supported())
+                .map(Isa::name)
+                .collect();
+            eprintln!("tested on this CPU: {} {run:?}", f.name());
+        }
         for (family, isa) in untested() {
             eprintln!("not tested on this CPU: {family} {}", isa.name());
         }
