@@ -30,7 +30,11 @@ pub fn describe() -> Value {
         "os": std::env::consts::OS,
         "arch": std::env::consts::ARCH,
         "kernel": kernel,
-        "dot_kernel": search_kernels::dot_kernel_name(),
+        "simd": search_kernels::describe(),
+        "kernels": search_kernels::cpu::families()
+            .iter()
+            .map(|f| (f.name().to_owned(), json!(f.best_isa().name())))
+            .collect::<serde_json::Map<_, _>>(),
         "measured_utc": utc(unix),
         "load_average": load_average(),
     })

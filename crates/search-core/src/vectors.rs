@@ -182,7 +182,8 @@ pub fn check_vector(v: &[f32], dim: usize, what: impl FnOnce() -> String) -> Res
     Ok(())
 }
 
-/// Checks `v` like [`check_vector`] and returns it scaled to unit length.
+/// Checks `v` like [`check_vector`] and returns it scaled to unit length
+/// ([`search_kernels::normalise`]'s rule).
 ///
 /// ```
 /// let u = search_core::normalized(&[3.0, 4.0], 2, || "query".into())?;
@@ -191,12 +192,9 @@ pub fn check_vector(v: &[f32], dim: usize, what: impl FnOnce() -> String) -> Res
 /// ```
 pub fn normalized(v: &[f32], dim: usize, what: impl FnOnce() -> String) -> Result<Vec<f32>> {
     check_vector(v, dim, what)?;
-    let norm = v
-        .iter()
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        .sqrt();
-    Ok(v.iter().map(|&x| (f64::from(x) / norm) as f32).collect())
+    let mut out = vec![0.0; v.len()];
+    search_kernels::normalise_into(v, &mut out);
+    Ok(out)
 }
 
 /// Normalises every row of `view` to unit length into a new matrix, checking each row first.

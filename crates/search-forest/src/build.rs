@@ -12,9 +12,10 @@ use rayon::prelude::*;
 use search_core::{Error, Progress, Result, VectorView};
 use search_kernels::dot_kernel;
 
-use crate::codes::{Aligned, PlaneCode, RowCodes, decode_plane, sum_code_max};
-use crate::kernels::{AddFn, Kernels, kernels};
+use crate::codes::{PlaneCode, RowCodes, decode_plane, sum_code_max};
 use crate::layout::{Layout, Metric};
+use search_kernels::Aligned;
+use search_kernels::planes::{AddFn, Kernels, kernels};
 
 /// How a tree chooses each split plane.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -501,7 +502,7 @@ fn write_split(
 /// in the children slot, as Annoy keeps it. `norms` are the rows' norms.
 fn item_nodes(rows: &[f32], norms: &[f64], items: &mut [u32], layout: Layout) {
     let dot = dot_kernel();
-    let scale_row = kernels().scale_row;
+    let scale_into = search_kernels::rows::kernels().scale_into;
     items
         .par_chunks_mut(layout.words)
         .zip(rows.par_chunks(layout.dim))
@@ -511,7 +512,7 @@ fn item_nodes(rows: &[f32], norms: &[f64], items: &mut [u32], layout: Layout) {
             let v: &mut [f32] = bytemuck::cast_slice_mut(&mut node[layout.v..]);
             // One division a row, and a kernel compiled for the CPU (in code built for any
             // x86-64, dividing each entry cost ~0.4 µs a row of 512).
-            scale_row(row, 1.0 / norm, v);
+            scale_into(row, 1.0 / norm, v);
             if layout.metric == Metric::Angular {
                 node[1] = dot(v, v).to_bits();
             }
@@ -830,7 +831,7 @@ impl<'a> TreeBuilder<'a> {
                 .zip(&q.sum[..dim])
                 .map(|(&a, &b)| (up * f64::from(a) - uq * f64::from(b)) as f32),
         );
-        normalize(&mut self.normal);
+        search_kernels::normalise(&mut self.normal);
         let offset = if cosine {
             0.0
         } else {
@@ -1001,16 +1002,6 @@ fn split_imbalance(left: usize, right: usize) -> f64 {
     let (ls, rs) = (left as f64, right as f64);
     let f = ls / (ls + rs + 1e-9);
     f.max(1.0 - f)
-}
-
-/// Scales `v` to unit length (a zero `v` stays zero). Once per split: the vectorised dot
-/// kernel and one division (a sequential sum and a division per entry cost ~1 µs at 512-d).
-fn normalize(v: &mut [f32]) {
-    let norm = dot_kernel()(v, v).sqrt();
-    if norm > 0.0 {
-        let inv = 1.0 / norm;
-        v.iter_mut().for_each(|x| *x *= inv);
-    }
 }
 
 #[cfg(test)]

@@ -24,69 +24,9 @@
 //! AVX-512 VNNI a row meets a plane in `vpdpbusd` (unsigned times signed bytes: hence the
 //! plane's bias of 128, taken off with the row's code sum) without widening either.
 
-use std::ops::{Deref, DerefMut};
-
-use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
-
-use crate::kernels::{LANES, SideDot4Fn, SideRow8Fn};
-
-/// One cache line.
-#[derive(Clone, Copy, Pod, Zeroable)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
-
-/// A zeroed buffer of codes that starts on a cache line: the kernels' vector loads never
-/// straddle two lines where a row, a plane or a sum starts on one.
-#[derive(Clone)]
-pub(crate) struct Aligned<T> {
-    lines: Vec<Line>,
-    len: usize,
-    _codes: std::marker::PhantomData<T>,
-}
-
-impl<T: Pod> Aligned<T> {
-    /// `len` zero codes.
-    pub fn zeroed(len: usize) -> Self {
-        let bytes = len * size_of::<T>();
-        Aligned {
-            lines: vec![Line([0; 64]); bytes.div_ceil(64)],
-            len,
-            _codes: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<T> Default for Aligned<T> {
-    fn default() -> Self {
-        Aligned {
-            lines: Vec::new(),
-            len: 0,
-            _codes: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<T: Pod> Deref for Aligned<T> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        &bytemuck::cast_slice(&self.lines)[..self.len]
-    }
-}
-
-impl<'a, T: Pod> IntoIterator for &'a Aligned<T> {
-    type Item = &'a T;
-    type IntoIter = std::slice::Iter<'a, T>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
-
-impl<T: Pod> DerefMut for Aligned<T> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        &mut bytemuck::cast_slice_mut(&mut self.lines)[..self.len]
-    }
-}
+use search_kernels::Aligned;
+use search_kernels::planes::{LANES, SideDot4Fn, SideRow8Fn};
 
 /// The int8 codes of every row, with their scales.
 pub(crate) struct RowCodes {
@@ -117,13 +57,13 @@ impl RowCodes {
         let mut codes = Aligned::<i8>::zeroed(n * stride);
         let mut meta = vec![RowMeta::default(); n];
         let mut norms = vec![0f64; n];
-        let code_row = crate::kernels::kernels().code_row;
+        let code_unit = search_kernels::rows::kernels().code_unit;
         codes
             .par_chunks_mut(stride)
             .zip(&mut meta)
             .zip(rows.par_chunks(dim).zip(&mut norms))
             .for_each(|((codes, meta), (row, norm))| {
-                let coded = code_row(row, codes);
+                let coded = code_unit(row, codes);
                 *norm = coded.norm;
                 *meta = RowMeta {
                     square: coded.square,
@@ -217,8 +157,9 @@ impl RowCodes {
     }
 }
 
-/// What a plane code is stored with: code `p` (`|p| ≤ 127`) as the `u8` `p + PLANE_BIAS`.
-pub(crate) const PLANE_BIAS: i32 = 128;
+/// What a plane code is stored with: code `p` (`|p| ≤ 127`) as the `u8` `p + PLANE_BIAS`
+/// (the bias of [`search_kernels::rows::quantize_biased`]).
+pub(crate) const PLANE_BIAS: i32 = search_kernels::rows::BIAS;
 
 /// A split plane's normal in 8-bit codes `pᵢ` (`|pᵢ| ≤ 127`), each kept as the `u8`
 /// `pᵢ + 128` ([`PLANE_BIAS`]; padding is 128, a zero code): the normal is `scale · p`.
@@ -249,7 +190,7 @@ impl PlaneCode {
     /// Codes `normal` (of the gallery's dimension) in place.
     pub fn encode(&mut self, normal: &[f32]) {
         self.codes.fill(PLANE_BIAS as u8);
-        self.scale = encode(normal, &mut self.codes, 127.0);
+        self.scale = search_kernels::rows::quantize_biased(normal, &mut self.codes);
     }
 
     /// Makes this the zero normal.
@@ -281,139 +222,9 @@ pub(crate) fn sum_code_max(stride: usize) -> i16 {
 /// `255 · 127` each) sum exactly in `i32`.
 pub(crate) const MAX_DIM: usize = (i32::MAX as usize / (255 * 127)) / LANES * LANES;
 
-/// What coding one row gives: the row's norm `‖x‖` (summed in f64), and its codes' scale,
-/// `‖codes‖²` and sum.
-pub(crate) struct CodedRow {
-    pub norm: f64,
-    pub scale: f32,
-    pub square: u64,
-    pub sum: i32,
-}
-
-/// Codes the unit row `row / ‖row‖` into `codes` (zero beyond the row). The code of the
-/// kernels' `code_row`: plain loops that the compiler vectorises for the CPU's features.
-#[inline(always)]
-pub(crate) fn code_row(row: &[f32], codes: &mut [i8]) -> CodedRow {
-    let norm = sum_of_squares(row).sqrt();
-    let scale = (f64::from(encode(row, codes, 127.0)) / norm) as f32;
-    // Each square is at most 127², so 2^16 of them fit a u32.
-    let square = codes
-        .chunks(1 << 16)
-        .map(|chunk| {
-            let s: u32 = chunk
-                .iter()
-                .map(|&c| (i32::from(c) * i32::from(c)) as u32)
-                .sum();
-            u64::from(s)
-        })
-        .sum();
-    // At most 127 · MAX_DIM in size.
-    let sum = codes.iter().map(|&c| i32::from(c)).sum();
-    CodedRow {
-        norm,
-        scale,
-        square,
-        sum,
-    }
-}
-
-/// A code type: `i8` for rows, `u8` for planes (biased by [`PLANE_BIAS`]).
-trait Code: Copy {
-    /// The code of `q` truncated to an integer.
-    ///
-    /// # Safety
-    /// `q` is finite and within ±127.5. (Unlike a saturating `as`, the unchecked conversion
-    /// vectorises: coding 100k rows of 512 on one thread took 131 ms with `as`, 54 ms with it.)
-    unsafe fn from_rounded(q: f32) -> Self;
-}
-
-impl Code for i8 {
-    #[inline(always)]
-    unsafe fn from_rounded(q: f32) -> i8 {
-        // SAFETY: the caller's.
-        unsafe { q.to_int_unchecked::<i32>() as i8 }
-    }
-}
-
-impl Code for u8 {
-    #[inline(always)]
-    unsafe fn from_rounded(q: f32) -> u8 {
-        // SAFETY: the caller's.
-        unsafe { (q.to_int_unchecked::<i32>() + PLANE_BIAS) as u8 }
-    }
-}
-
-/// `Σ x²` in f64, in eight running sums (the compiler vectorises them). Not finite exactly
-/// when a component is not; zero exactly when all are.
-#[inline(always)]
-fn sum_of_squares(v: &[f32]) -> f64 {
-    let mut sums = [0f64; 8];
-    // Whole chunks first (the sums stay in a register), then the rest: the same sums, in the
-    // same order, as chunks of 8 and a shorter last one.
-    let chunks = v.chunks_exact(8);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (s, &x) in sums.iter_mut().zip(chunk) {
-            *s += f64::from(x) * f64::from(x);
-        }
-    }
-    for (s, &x) in sums.iter_mut().zip(rest) {
-        *s += f64::from(x) * f64::from(x);
-    }
-    sums.iter().sum()
-}
-
-/// Writes the codes of `round(v / s)` into `codes` (the rest is left as it is) for
-/// `s = max|v| / max`; returns `s`.
-#[inline(always)]
-fn encode<C: Code>(v: &[f32], codes: &mut [C], max: f32) -> f32 {
-    // Sixteen running maxima (the compiler vectorises them), then the largest.
-    let mut tops = [0f32; 16];
-    let chunks = v.chunks_exact(16);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (t, &x) in tops.iter_mut().zip(chunk) {
-            *t = t.max(x.abs());
-        }
-    }
-    for (t, &x) in tops.iter_mut().zip(rest) {
-        *t = t.max(x.abs());
-    }
-    let top = tops.iter().fold(0f32, |m, &t| m.max(t));
-    let scale = if top > 0.0 { top / max } else { 1.0 };
-    let inv = 1.0 / scale;
-    for (c, &x) in codes.iter_mut().zip(v) {
-        // Rounds half away from zero without a libm call (the conversion truncates). A row
-        // that is not finite (rejected after coding) codes as zeros.
-        let q = (x * inv + 0.5f32.copysign(x)).clamp(-max, max);
-        let q = if q.is_nan() { 0.0 } else { q };
-        // SAFETY: `q` is finite and within ±max ≤ ±127.
-        *c = unsafe { C::from_rounded(q) };
-    }
-    scale
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn codes_reproduce_the_row_within_half_a_step() {
-        let row: Vec<f32> = (0..100)
-            .map(|i| ((i * 7919 % 211) as f32 - 105.0) / 300.0)
-            .collect();
-        let mut codes = vec![0i8; 128];
-        let s = encode(&row, &mut codes, 127.0);
-        assert!(codes[100..].iter().all(|&c| c == 0));
-        assert_eq!(codes.iter().map(|&c| i32::from(c).abs()).max(), Some(127));
-        for (&x, &c) in row.iter().zip(&codes) {
-            assert!(
-                (x - s * f32::from(c)).abs() <= 0.5 * s * 1.0001,
-                "{x} vs {}",
-                s * f32::from(c)
-            );
-        }
-    }
 
     #[test]
     fn margins_are_exact_integer_dot_products_of_the_codes() {
@@ -437,7 +248,7 @@ mod tests {
             plane_codes[dim..].iter().all(|&c| c == 0),
             "padding codes zero"
         );
-        let side_dot4 = crate::kernels::kernels().side_dot4;
+        let side_dot4 = search_kernels::planes::kernels().side_dot4;
         let got = codes.margins4(side_dot4, [0, 1, 2, 3], [&plane; 4], true);
         let unscaled = codes.margins4(side_dot4, [0, 1, 2, 3], [&plane; 4], false);
         for (i, &m) in got.iter().enumerate() {

@@ -35,7 +35,6 @@
 mod build;
 mod codes;
 mod index;
-mod kernels;
 mod kind;
 mod layout;
 mod search;

@@ -13,9 +13,9 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use search_core::{Error, Progress, Result};
 
-use crate::quant::DotI8;
 use crate::search::{Cand, Links, NoScreen, Scratch, greedy, search_layer};
 use crate::signs::{CodesRef, SignScreen};
+use search_kernels::int8::DotI8Fn as DotI8;
 use search_kernels::{DotFn as DistFn, prefetch};
 
 /// Mixed into the level seed to seed the insertion order.

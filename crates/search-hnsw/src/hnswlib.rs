@@ -14,7 +14,8 @@ use std::path::Path;
 use search_core::{Error, Result, map_file, write_atomically};
 
 use crate::build::{Graph, MAX_LEVEL};
-use crate::index::{HnswIndex, Line, Meta, Owned, Space, round_up};
+use crate::index::{HnswIndex, Meta, Owned, Space, round_up};
+use search_kernels::Aligned;
 
 const HEADER: usize = 96;
 /// hnswlib allocates `max_elements × size_data_per_element` bytes when it loads a file; a
@@ -177,8 +178,8 @@ impl HnswIndex {
 
         // Everything is in bounds: copy into our layout.
         let stride = round_up(dim);
-        let mut vectors = vec![Line([0.0; 16]); n * stride / 16];
-        let flat: &mut [f32] = bytemuck::cast_slice_mut(&mut vectors);
+        let mut vectors = Aligned::<f32>::zeroed(n * stride);
+        let flat: &mut [f32] = &mut vectors;
         let mut links0 = vec![0u32; n * (m0 + 1)];
         let mut deleted = vec![0u8; n];
         let mut labels = Vec::with_capacity(n);

@@ -11,10 +11,11 @@ use search_core::{
 };
 
 use crate::build::{Builder, F32Dist, Graph, I8Dist, MAX_LEVEL, NodeDist, draw_levels};
-use crate::quant::{code_stride, dot_i8_kernel, quantize};
+use crate::quant::code_stride;
 use crate::search::{Cand, Links, NoScreen, Scratch, Screen, greedy, search_layer};
 use crate::signs::{self, CodesRef, Frame, FrameRef, SignScreen};
-use search_kernels::{DotFn as DistFn, kernel_set, prefetch};
+use search_kernels::int8::DOT_I8;
+use search_kernels::{Aligned, DotFn as DistFn, normalise, prefetch, quantize};
 
 pub(crate) const KIND_BYTES: &[u8; 8] = b"hnsw\0\0\0\0";
 /// Version 1 (no int8 codes, 14 header words) and 2 (no sign codes, 15 words) are still read.
@@ -53,8 +54,8 @@ impl Space {
 
     pub(crate) fn dist_fn(self) -> DistFn {
         match self {
-            Space::Cosine | Space::InnerProduct => kernel_set().neg_dot,
-            Space::L2 => kernel_set().l2_squared,
+            Space::Cosine | Space::InnerProduct => search_kernels::f32::kernels().neg_dot,
+            Space::L2 => search_kernels::f32::kernels().l2_squared,
         }
     }
 
@@ -106,15 +107,6 @@ impl Default for HnswParams {
     }
 }
 
-/// One cache-line of floats: the unit of our vector storage, so every row is 64-byte aligned.
-#[repr(C, align(64))]
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Line(pub(crate) [f32; LANES]);
-// SAFETY: `Line` is 16 f32 with align 64 and size 64: no padding, every bit pattern valid.
-unsafe impl bytemuck::Zeroable for Line {}
-// SAFETY: as above.
-unsafe impl bytemuck::Pod for Line {}
-
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Meta {
     pub dim: usize,
@@ -159,7 +151,8 @@ impl Meta {
 }
 
 pub(crate) struct Owned {
-    pub vectors: Vec<Line>,
+    /// Rows of `stride` floats (a multiple of 16: every row starts on a cache line).
+    pub vectors: Aligned<f32>,
     pub graph: Graph,
     pub deleted: Vec<u8>,
     pub labels: Option<Vec<u32>>,
@@ -175,7 +168,8 @@ pub(crate) struct Signs {
 
 /// The int8 copies of the rows (see [`crate::quant`]).
 pub(crate) struct Codes {
-    pub lines: Vec<Line>,
+    /// Rows of `code_stride` codes (a multiple of 64).
+    pub codes: Aligned<i8>,
     pub scales: Vec<f32>,
 }
 
@@ -184,18 +178,17 @@ impl Codes {
     fn of(rows: &[f32], stride: usize, dim: usize) -> Codes {
         let cs = code_stride(dim);
         let n = rows.len() / stride;
-        let mut lines = vec![Line([0.0; LANES]); n * cs / 64];
-        let bytes: &mut [i8] = bytemuck::cast_slice_mut(&mut lines);
-        let scales = bytes
+        let mut codes = Aligned::<i8>::zeroed(n * cs);
+        let scales = codes
             .par_chunks_mut(cs)
             .zip(rows.par_chunks(stride))
             .map(|(out, row)| quantize(&row[..dim], out))
             .collect();
-        Codes { lines, scales }
+        Codes { codes, scales }
     }
 
     fn append(&mut self, other: Codes) {
-        self.lines.extend_from_slice(&other.lines);
+        self.codes.extend_from_slice(&other.codes);
         self.scales.extend_from_slice(&other.scales);
     }
 }
@@ -304,10 +297,10 @@ pub(crate) fn padded_rows(
     vectors: VectorView<'_>,
     space: Space,
     first_row: usize,
-) -> Result<Vec<Line>> {
+) -> Result<Aligned<f32>> {
     let (dim, stride) = (vectors.dim(), round_up(vectors.dim()));
-    let mut lines = vec![Line([0.0; LANES]); vectors.len() * stride / LANES];
-    let flat: &mut [f32] = bytemuck::cast_slice_mut(&mut lines);
+    let mut lines = Aligned::<f32>::zeroed(vectors.len() * stride);
+    let flat: &mut [f32] = &mut lines;
     for (i, (row, out)) in vectors
         .rows()
         .zip(flat.chunks_exact_mut(stride))
@@ -320,17 +313,6 @@ pub(crate) fn padded_rows(
         }
     }
     Ok(lines)
-}
-
-fn normalise(v: &mut [f32]) {
-    let norm = v
-        .iter()
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        .sqrt();
-    for x in v {
-        *x = (f64::from(*x) / norm) as f32;
-    }
 }
 
 fn run_in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<R> {
@@ -400,10 +382,10 @@ fn grow(
     run_in_pool(threads, || match codes {
         Some(c) => go(
             I8Dist {
-                codes: bytemuck::cast_slice(&c.lines),
+                codes: &c.codes,
                 stride: meta.code_stride,
                 scales: &c.scales,
-                f: dot_i8_kernel().0,
+                f: DOT_I8.best().kernels,
             },
             meta,
             n,
@@ -467,17 +449,14 @@ impl HnswIndex {
         match &self.store {
             Store::Owned(o) => View {
                 meta: self.meta,
-                vecs: bytemuck::cast_slice(&o.vectors),
+                vecs: &o.vectors,
                 links0: &o.graph.links0,
                 upper: &o.graph.upper,
                 upper_off: &o.graph.upper_off,
                 levels: &o.graph.levels,
                 deleted: &o.deleted,
                 labels: o.labels.as_deref(),
-                codes: o
-                    .codes
-                    .as_ref()
-                    .map(|c| (bytemuck::cast_slice(&c.lines), &c.scales[..])),
+                codes: o.codes.as_ref().map(|c| (&c.codes[..], &c.scales[..])),
                 signs: o.signs.as_ref().map(|s| CodesRef {
                     frame: s.frame.view(),
                     bits: &s.codes.bits,
@@ -550,9 +529,10 @@ impl HnswIndex {
         matches!(self.store, Store::Mapped(_))
     }
 
-    /// Name of the distance kernel chosen for this CPU ("avx512", "avx2+fma" or "scalar").
+    /// Name of the f32 distance kernels chosen for this CPU ("avx512", "avx2", "neon" or
+    /// "portable").
     pub fn kernel_name() -> &'static str {
-        kernel_set().name
+        search_kernels::f32::KERNELS.best().name()
     }
 
     /// Checks a query and turns it into a padded row in the index's space.
@@ -588,7 +568,7 @@ impl HnswIndex {
         let cs = v.meta.code_stride;
         let mut qc = vec![0i8; cs];
         let qs = quantize(&q[..v.meta.dim], &mut qc);
-        let dot = dot_i8_kernel().0;
+        let dot = DOT_I8.best().kernels;
         let code = |j: u32| &codes[j as usize * cs..(j as usize + 1) * cs];
         let int8 = |j: u32| -(qs * scales[j as usize] * dot(&qc, code(j)) as f32);
         let mut out = match v.signs {
@@ -681,7 +661,7 @@ impl HnswIndex {
         if let Store::Mapped(_) = self.store {
             let v = self.view();
             let owned = Owned {
-                vectors: bytemuck::cast_slice(v.vecs).to_vec(),
+                vectors: Aligned::from_slice(v.vecs),
                 graph: Graph {
                     links0: v.links0.to_vec(),
                     upper: v.upper.to_vec(),
@@ -693,7 +673,7 @@ impl HnswIndex {
                 deleted: v.deleted.to_vec(),
                 labels: v.labels.map(<[u32]>::to_vec),
                 codes: v.codes.map(|(c, s)| Codes {
-                    lines: bytemuck::pod_collect_to_vec(c),
+                    codes: Aligned::from_slice(c),
                     scales: s.to_vec(),
                 }),
                 signs: v.signs.map(|s| Signs {
@@ -796,14 +776,10 @@ impl HnswIndex {
             labels.extend_from_slice(&new_ids);
         }
         if let Some(codes) = &mut o.codes {
-            codes.append(Codes::of(
-                bytemuck::cast_slice(&lines),
-                meta.stride,
-                meta.dim,
-            ));
+            codes.append(Codes::of(&lines, meta.stride, meta.dim));
         }
         if let Some(s) = &mut o.signs {
-            let more = signs::Codes::of(s.frame.view(), bytemuck::cast_slice(&lines), meta.stride);
+            let more = signs::Codes::of(s.frame.view(), &lines, meta.stride);
             s.codes.append(more);
         }
         o.vectors.extend_from_slice(&lines);
@@ -811,7 +787,7 @@ impl HnswIndex {
         let old = std::mem::replace(&mut o.graph, empty_graph());
         let graph = grow(
             &meta,
-            bytemuck::cast_slice(&o.vectors),
+            &o.vectors,
             o.codes.as_ref(),
             o.signs.as_ref(),
             &o.deleted,
@@ -965,10 +941,9 @@ impl SearchIndex for HnswIndex {
         let m0 = 2 * params.m;
         let levels = draw_levels(n, params.m, params.seed);
         let deleted = vec![0u8; n];
-        let codes =
-            quantize.then(|| Codes::of(bytemuck::cast_slice(&lines), stride, vectors.dim()));
+        let codes = quantize.then(|| Codes::of(&lines, stride, vectors.dim()));
         let signs = quantize.then(|| {
-            let rows: &[f32] = bytemuck::cast_slice(&lines);
+            let rows: &[f32] = &lines;
             let frame = Frame::new(
                 rows.chunks_exact(stride).map(|r| &r[..vectors.dim()]),
                 vectors.dim(),
@@ -1003,7 +978,7 @@ impl SearchIndex for HnswIndex {
         };
         let graph = grow(
             &meta,
-            bytemuck::cast_slice(&lines),
+            &lines,
             codes.as_ref(),
             signs.as_ref(),
             &deleted,

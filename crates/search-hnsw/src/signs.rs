@@ -17,11 +17,10 @@
 //! 512-d unit rows the estimate of a cosine is off by about 0.03 (one standard deviation);
 //! the walk only orders its candidates by it, and scores every node it expands exactly.
 
-use std::sync::OnceLock;
-
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
+use search_kernels::bits::{SumFn, sum_kernel};
 use search_kernels::prefetch;
 
 use crate::search::Screen;
@@ -29,8 +28,8 @@ use crate::search::Screen;
 /// Bits of query precision: the query's rotated components are rounded to `2^QUERY_BITS` levels.
 const QUERY_BITS: usize = 4;
 
-// The AVX-512 kernel sums exactly four planes.
-const _: () = assert!(QUERY_BITS == 4);
+// The popcount kernels sum exactly this many planes.
+const _: () = assert!(QUERY_BITS == search_kernels::bits::PLANES);
 
 /// Components of the rotated space for `dim` components: a power of two, at least 64.
 fn padded(dim: usize) -> usize {
@@ -289,7 +288,7 @@ impl<'a> SignScreen<'a> {
         SignScreen {
             codes,
             words: words(codes.frame.dim),
-            sum: sum_kernel().0,
+            sum: sum_kernel(),
             query: Query::new(codes.frame, q),
         }
     }
@@ -318,107 +317,6 @@ impl Screen for SignScreen<'_> {
     }
 }
 
-/// `(Σⱼ 2ʲ popcount(code ∧ planeⱼ), popcount(code))` over a row's words; `planes` holds
-/// `QUERY_BITS` planes of `code.len()` words.
-pub(crate) type SumFn = fn(&[u64], &[u64]) -> (u32, u32);
-
-/// The bit-sum kernel for this CPU and its name.
-pub(crate) fn sum_kernel() -> (SumFn, &'static str) {
-    static K: OnceLock<(SumFn, &'static str)> = OnceLock::new();
-    *K.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f")
-                && std::is_x86_feature_detected!("avx512vpopcntdq")
-            {
-                // SAFETY: AVX-512F and VPOPCNTDQ were detected on this CPU.
-                return (|c, p| unsafe { x86::sum_avx512(c, p) }, "avx512vpopcntdq");
-            }
-            if std::is_x86_feature_detected!("popcnt") {
-                // SAFETY: POPCNT was detected on this CPU.
-                return (|c, p| unsafe { x86::sum_popcnt(c, p) }, "popcnt");
-            }
-        }
-        (sum_portable, "portable")
-    })
-}
-
-/// Every bit-sum kernel this CPU can run, for tests.
-#[cfg(test)]
-fn sum_kernels() -> Vec<(SumFn, &'static str)> {
-    let mut all: Vec<(SumFn, &'static str)> = vec![(sum_portable, "portable")];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("popcnt") {
-            all.push((|c, p| unsafe { x86::sum_popcnt(c, p) }, "popcnt"));
-        }
-        if std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512vpopcntdq")
-        {
-            all.push((|c, p| unsafe { x86::sum_avx512(c, p) }, "avx512vpopcntdq"));
-        }
-    }
-    all
-}
-
-fn sum_portable(code: &[u64], planes: &[u64]) -> (u32, u32) {
-    let w = code.len();
-    let mut weighted = 0;
-    let mut ones = 0;
-    for (k, &c) in code.iter().enumerate() {
-        ones += c.count_ones();
-        for j in 0..QUERY_BITS {
-            weighted += (c & planes[j * w + k]).count_ones() << j;
-        }
-    }
-    (weighted, ones)
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::QUERY_BITS;
-    use std::arch::x86_64::*;
-
-    /// [`super::sum_portable`] compiled with the POPCNT instruction.
-    #[target_feature(enable = "popcnt")]
-    pub unsafe fn sum_popcnt(code: &[u64], planes: &[u64]) -> (u32, u32) {
-        super::sum_portable(code, planes)
-    }
-
-    /// Eight words at a time: AND with each plane, `vpopcntq`, weighted sum.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-    pub unsafe fn sum_avx512(code: &[u64], planes: &[u64]) -> (u32, u32) {
-        let w = code.len();
-        debug_assert_eq!(planes.len(), QUERY_BITS * w);
-        let mut acc = _mm512_setzero_si512();
-        let mut ones = _mm512_setzero_si512();
-        let mut k = 0;
-        while k < w {
-            let mask: __mmask8 = if w - k >= 8 {
-                0xff
-            } else {
-                (1u8 << (w - k)) - 1
-            };
-            // SAFETY: the masked loads read only words k..min(k + 8, w) of each slice, and
-            // `planes` holds QUERY_BITS planes of w words.
-            let load = |s: &[u64], at: usize| unsafe {
-                _mm512_maskz_loadu_epi64(mask, s.as_ptr().add(at).cast())
-            };
-            let c = load(code, k);
-            let pop = |j: usize| _mm512_popcnt_epi64(_mm512_and_si512(c, load(planes, j * w + k)));
-            ones = _mm512_add_epi64(ones, _mm512_popcnt_epi64(c));
-            let p01 = _mm512_add_epi64(pop(0), _mm512_slli_epi64::<1>(pop(1)));
-            let p23 = _mm512_add_epi64(pop(2), _mm512_slli_epi64::<1>(pop(3)));
-            acc = _mm512_add_epi64(acc, _mm512_add_epi64(p01, _mm512_slli_epi64::<2>(p23)));
-            k += 8;
-        }
-        (
-            _mm512_reduce_add_epi64(acc) as u32,
-            _mm512_reduce_add_epi64(ones) as u32,
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,19 +330,6 @@ mod tests {
             r.iter_mut().for_each(|x| *x /= norm);
         }
         rows
-    }
-
-    #[test]
-    fn every_sum_kernel_agrees_with_the_portable_one() {
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
-        for w in [1, 2, 7, 8, 9, 16, 24] {
-            let code: Vec<u64> = (0..w).map(|_| rng.random()).collect();
-            let planes: Vec<u64> = (0..QUERY_BITS * w).map(|_| rng.random()).collect();
-            let want = sum_portable(&code, &planes);
-            for (k, name) in sum_kernels() {
-                assert_eq!(k(&code, &planes), want, "{name}, {w} words");
-            }
-        }
     }
 
     #[test]
@@ -478,7 +363,7 @@ mod tests {
         let (gallery, queries) = rows.split_at(n * dim);
         let frame = Frame::new(gallery.chunks_exact(dim), dim, 5);
         let codes = Codes::of(frame.view(), gallery, dim);
-        let (sum, _) = sum_kernel();
+        let sum = sum_kernel();
         let (mut errors, mut outside, mut total) = (0f64, 0, 0);
         for q in queries.chunks_exact(dim) {
             let query = Query::new(frame.view(), q);

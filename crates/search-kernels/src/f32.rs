@@ -1,101 +1,91 @@
-//! Distance kernels, vectorised for the CPU found at run time, shared by every engine.
-//!
-//! A plain `cargo build --release` targets baseline x86-64, so the AVX2/FMA and AVX-512 variants
-//! are compiled with `#[target_feature]` and chosen once, on first use, with
-//! `is_x86_feature_detected!`. Every variant agrees with the portable one up to float rounding.
+//! f32 dot products and squared distances: AVX-512, AVX2+FMA, NEON and portable variants.
+//! Every variant agrees with the portable one up to float rounding (the order of the sums).
 
-use std::sync::OnceLock;
+use crate::cpu::{Family, Isa, Variant};
 
-/// Signature of a kernel over two slices of equal length.
+/// Signature of a kernel over two slices of equal length (it panics on unequal ones).
 pub type DotFn = fn(&[f32], &[f32]) -> f32;
 
-/// Inner product of `a` and `b` (equal lengths), with the fastest kernel this CPU supports.
-///
-/// ```
-/// assert_eq!(search_kernels::dot(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), 32.0);
-/// ```
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    (kernel_set().dot)(a, b)
-}
-
-/// The dot-product kernel chosen for this CPU; hold on to it in hot loops.
-pub fn dot_kernel() -> DotFn {
-    kernel_set().dot
-}
-
-/// Name of the kernels [`kernel_set`] picked ("avx512", "avx2+fma" or "scalar"), for reports.
-pub fn dot_kernel_name() -> &'static str {
-    kernel_set().name
-}
-
-/// The distance kernels chosen for this CPU, as plain function pointers for hot loops.
-#[derive(Debug)]
-pub struct KernelSet {
+/// The f32 kernels of one variant, as plain function pointers for hot loops.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
     /// `a · b`.
     pub dot: DotFn,
     /// `-(a · b)`: a "smaller is closer" distance for unit vectors and inner products.
     pub neg_dot: DotFn,
     /// `‖a − b‖²`.
     pub l2_squared: DotFn,
-    /// "avx512", "avx2+fma" or "scalar".
-    pub name: &'static str,
 }
 
-/// The kernels for this CPU, chosen once: AVX-512F, else AVX2+FMA, else portable code.
-pub fn kernel_set() -> &'static KernelSet {
-    static KERNELS: OnceLock<KernelSet> = OnceLock::new();
-    KERNELS.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                return KernelSet {
-                    // SAFETY (all three): AVX-512F was detected on this CPU.
-                    dot: |a, b| unsafe { x86::dot_avx512(a, b) },
-                    neg_dot: |a, b| -unsafe { x86::dot_avx512(a, b) },
-                    l2_squared: |a, b| unsafe { x86::l2_avx512(a, b) },
-                    name: "avx512",
-                };
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return KernelSet {
-                    // SAFETY (all three): AVX2 and FMA were detected on this CPU.
-                    dot: |a, b| unsafe { x86::dot_avx2(a, b) },
-                    neg_dot: |a, b| -unsafe { x86::dot_avx2(a, b) },
-                    l2_squared: |a, b| unsafe { x86::l2_avx2(a, b) },
-                    name: "avx2+fma",
-                };
-            }
-        }
-        KernelSet {
-            dot: dot_scalar,
-            neg_dot: |a, b| -dot_scalar(a, b),
-            l2_squared: l2_squared_scalar,
-            name: "scalar",
-        }
-    })
-}
-
-/// Asks the CPU to start loading the `bytes` bytes at `p` into cache. A hint: it never faults,
-/// whatever the address.
-#[inline(always)]
-pub fn prefetch(p: *const u8, bytes: usize) {
+/// The f32 family.
+pub static KERNELS: Family<Kernels> = Family::new("f32", || {
+    #[allow(unused_mut)]
+    let mut all = vec![Variant {
+        isa: Isa::Portable,
+        kernels: Kernels {
+            dot: dot_portable,
+            neg_dot: |a, b| -dot_portable(a, b),
+            l2_squared: l2_squared_portable,
+        },
+    }];
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let mut off = 0;
-        while off < bytes {
-            // SAFETY: prefetch is a hint and never faults, whatever the address.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off) as *const i8) };
-            off += 64;
-        }
+        all.push(Variant {
+            isa: Isa::Avx2,
+            // SAFETY (all three): the family runs this variant only where AVX2 and FMA were
+            // detected.
+            kernels: Kernels {
+                dot: |a, b| unsafe { x86::dot_avx2(a, b) },
+                neg_dot: |a, b| -unsafe { x86::dot_avx2(a, b) },
+                l2_squared: |a, b| unsafe { x86::l2_avx2(a, b) },
+            },
+        });
+        all.push(Variant {
+            isa: Isa::Avx512,
+            // SAFETY (all three): run only where AVX-512 F (and BW) was detected.
+            kernels: Kernels {
+                dot: |a, b| unsafe { x86::dot_avx512(a, b) },
+                neg_dot: |a, b| -unsafe { x86::dot_avx512(a, b) },
+                l2_squared: |a, b| unsafe { x86::l2_avx512(a, b) },
+            },
+        });
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (p, bytes);
+    #[cfg(target_arch = "aarch64")]
+    all.push(Variant {
+        isa: Isa::Neon,
+        // SAFETY (all three): run only where NEON was detected.
+        kernels: Kernels {
+            dot: |a, b| unsafe { neon::dot(a, b) },
+            neg_dot: |a, b| -unsafe { neon::dot(a, b) },
+            l2_squared: |a, b| unsafe { neon::l2_squared(a, b) },
+        },
+    });
+    all
+});
+
+/// Inner product of `a` and `b` (equal lengths), with the variant chosen for this CPU.
+///
+/// ```
+/// assert_eq!(search_kernels::dot(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), 32.0);
+/// ```
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    (kernels().dot)(a, b)
+}
+
+/// The dot-product kernel chosen for this CPU; hold on to it in hot loops.
+pub fn dot_kernel() -> DotFn {
+    kernels().dot
+}
+
+/// The f32 kernels chosen for this CPU.
+#[inline]
+pub fn kernels() -> Kernels {
+    KERNELS.best().kernels
 }
 
 /// Portable dot product: eight independent accumulators, which LLVM vectorises on any target.
-pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
+fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(
         a.len(),
         b.len(),
@@ -118,7 +108,7 @@ pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Portable squared Euclidean distance: eight independent accumulators.
-pub fn l2_squared_scalar(a: &[f32], b: &[f32]) -> f32 {
+fn l2_squared_portable(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(
         a.len(),
         b.len(),
@@ -322,41 +312,162 @@ mod x86 {
     }
 }
 
+/// The NEON variant. On other targets the tests build it against [`crate::neon_emul`], a
+/// portable model of the intrinsics it uses, so its logic is tested everywhere.
+#[cfg(any(target_arch = "aarch64", test))]
+pub(crate) mod neon {
+    #[cfg(not(target_arch = "aarch64"))]
+    use crate::neon_emul::*;
+    #[cfg(target_arch = "aarch64")]
+    use std::arch::aarch64::*;
+
+    /// # Safety
+    /// The CPU must support NEON.
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(
+            a.len(),
+            b.len(),
+            "dot product of slices of different lengths"
+        );
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        let mut i = 0;
+        // SAFETY: every load reads 4 floats at i + 4j + 3 < n, checked by the loop conditions.
+        unsafe {
+            while i + 16 <= n {
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    let x = vld1q_f32(pa.add(i + 4 * j));
+                    let y = vld1q_f32(pb.add(i + 4 * j));
+                    *acc = vfmaq_f32(*acc, x, y);
+                }
+                i += 16;
+            }
+            while i + 4 <= n {
+                acc[0] = vfmaq_f32(acc[0], vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
+                i += 4;
+            }
+        }
+        let s = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
+        let mut total = vaddvq_f32(s);
+        for k in i..n {
+            total += a[k] * b[k];
+        }
+        total
+    }
+
+    /// # Safety
+    /// The CPU must support NEON.
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+    pub unsafe fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(
+            a.len(),
+            b.len(),
+            "distance between slices of different lengths"
+        );
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [vdupq_n_f32(0.0); 2];
+        let mut i = 0;
+        // SAFETY: every load reads 4 floats at i + 4j + 3 < n, checked by the loop condition.
+        unsafe {
+            while i + 8 <= n {
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    let t = vsubq_f32(vld1q_f32(pa.add(i + 4 * j)), vld1q_f32(pb.add(i + 4 * j)));
+                    *acc = vfmaq_f32(*acc, t, t);
+                }
+                i += 8;
+            }
+        }
+        let mut total = vaddvq_f32(vaddq_f32(acc[0], acc[1]));
+        for k in i..n {
+            let t = a[k] - b[k];
+            total += t * t;
+        }
+        total
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Checks `dot` and `l2` (of some variant) against f64 arithmetic.
+    fn check(name: &str, a: &[f32], b: &[f32], dot: f32, l2: f32) -> Result<(), TestCaseError> {
+        let exact: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| f64::from(x) * f64::from(y))
+            .sum();
+        let scale: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| (f64::from(x) * f64::from(y)).abs())
+            .sum::<f64>();
+        // Any order of summation, with or without FMA, is within γ_n of the exact sum.
+        let gamma = 2.0 * (a.len() as f64 + 2.0) * f64::from(f32::EPSILON);
+        let tol = gamma * scale + 1e-30;
+        prop_assert!(
+            (f64::from(dot) - exact).abs() <= tol,
+            "{name}: dot {dot} vs {exact}"
+        );
+        let l2_exact: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+            .sum();
+        prop_assert!(
+            (f64::from(l2) - l2_exact).abs() <= gamma * l2_exact + 1e-30,
+            "{name}: l2 {l2} vs {l2_exact}"
+        );
+        Ok(())
+    }
+
+    /// Pairs of vectors of any length (tails included), with moderate and extreme entries.
+    fn pairs() -> impl Strategy<Value = (Vec<f32>, Vec<f32>)> {
+        let entry = prop_oneof![
+            4 => -10f32..10.0,
+            1 => Just(0.0f32),
+            1 => -1e15f32..1e15,
+            1 => -1e-18f32..1e-18,
+        ];
+        proptest::collection::vec((entry.clone(), entry), 0..300)
+            .prop_map(|v| v.into_iter().unzip())
+    }
+
     proptest! {
         #[test]
-        fn every_kernel_matches_f64(v in proptest::collection::vec((-10f32..10.0, -10f32..10.0), 0..300)) {
-            let (a, b): (Vec<f32>, Vec<f32>) = v.into_iter().unzip();
-            let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
-            let scale: f64 = a.iter().zip(&b).map(|(&x, &y)| (f64::from(x) * f64::from(y)).abs()).sum::<f64>() + 1.0;
-            for got in [dot(&a, &b), dot_scalar(&a, &b), -(kernel_set().neg_dot)(&a, &b)] {
-                prop_assert!((f64::from(got) - exact).abs() <= 1e-5 * scale, "{got} vs {exact}");
-            }
-            let l2: f64 = a.iter().zip(&b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum();
-            let mut l2s = vec![(kernel_set().l2_squared)(&a, &b), l2_squared_scalar(&a, &b)];
-            // Every variant this CPU can run, not only the one kernel_set picked.
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: AVX2 and FMA were detected.
-                    let got = unsafe { x86::dot_avx2(&a, &b) };
-                    prop_assert!((f64::from(got) - exact).abs() <= 1e-5 * scale, "avx2 {got} vs {exact}");
-                    l2s.push(unsafe { x86::l2_avx2(&a, &b) });
-                }
-                if std::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: AVX-512F was detected.
-                    let got = unsafe { x86::dot_avx512(&a, &b) };
-                    prop_assert!((f64::from(got) - exact).abs() <= 1e-5 * scale, "avx512 {got} vs {exact}");
-                    l2s.push(unsafe { x86::l2_avx512(&a, &b) });
-                }
-            }
-            for got in l2s {
-                prop_assert!((f64::from(got) - l2).abs() <= 1e-5 * (l2 + 1.0), "{got} vs {l2}");
+        fn every_variant_agrees_with_f64((a, b) in pairs()) {
+            for v in KERNELS.available() {
+                let k = v.kernels;
+                let dot = (k.dot)(&a, &b);
+                check(v.name(), &a, &b, dot, (k.l2_squared)(&a, &b))?;
+                prop_assert_eq!((k.neg_dot)(&a, &b), -dot);
             }
         }
+
+        /// The NEON variant, on its model of the intrinsics where the CPU has no NEON.
+        #[cfg(not(target_arch = "aarch64"))]
+        #[test]
+        fn the_neon_variant_agrees_with_f64((a, b) in pairs()) {
+            // SAFETY: the model of the intrinsics runs on any CPU.
+            let (dot, l2) = unsafe { (neon::dot(&a, &b), neon::l2_squared(&a, &b)) };
+            check("neon", &a, &b, dot, l2)?;
+        }
+    }
+
+    #[test]
+    fn the_variants_share_one_table() {
+        assert_eq!(KERNELS.portable().isa, Isa::Portable);
+        assert!(KERNELS.available().iter().all(|v| v.isa.is_supported()));
+        assert_eq!(dot(&[1.0, 2.0], &[3.0, 4.0]), 11.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "different lengths")]
+    fn unequal_lengths_panic() {
+        let _ = (KERNELS.best().kernels.dot)(&[1.0], &[1.0, 2.0]);
     }
 }

@@ -9,9 +9,9 @@ use search_core::{
     Access, Error, Hit, Progress, Result, SearchIndex, VectorView, Vectors, Warmup, check_k,
     check_tau, normalized, normalized_rows,
 };
-use search_kernels::{DotFn, dot_kernel};
+use search_kernels::{Aligned, DotFn, dot_kernel};
 
-use crate::codes::{Bound, QueryCode, block_dot_kernel, encode_row, query_code_max};
+use crate::codes::{Bound, QueryCode, encode_row, query_code_max};
 use crate::select::TopK;
 
 pub(crate) const KIND_BYTES: &[u8; 8] = b"linear\0\0";
@@ -83,7 +83,7 @@ pub struct LinearIndex {
 enum Storage {
     Owned {
         vectors: Vec<f32>,
-        codes: Option<(Vec<i8>, Vec<f32>)>,
+        codes: Option<(Aligned<i8>, Vec<f32>)>,
     },
     Mapped {
         container: Container,
@@ -260,7 +260,7 @@ impl LinearIndex {
         // Rounding: a relative 1e-12 covers the f64 sums.
         let norm_max = norm_max.max(f64::MIN_POSITIVE) * (1.0 + 1e-12);
         let codes = (params.compact_codes && query_code_max(dim).is_some()).then(|| {
-            let mut codes = vec![0i8; normalised.len()];
+            let mut codes = Aligned::<i8>::zeroed(normalised.len());
             let mut meta = vec![0f32; 2 * vectors.len()];
             codes
                 .par_chunks_mut(dim)
@@ -634,7 +634,7 @@ fn scan_compact<S>(
     st: &mut ScanStats,
 ) -> usize {
     let n = rows.len();
-    block_dot_kernel()(
+    (search_kernels::int8::BLOCK_DOT.best().kernels)(
         &c.codes[rows.start * dim..rows.end * dim],
         dim,
         &qc.codes,
