@@ -60,8 +60,12 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         warmup: args.warmup,
     };
     let plan = EnginePlan::from_args(args)?;
-    let identify = (args.identify || (args.workload == Workload::Faces && args.gallery.is_none()))
-        .then(|| IdentificationSpec::from_labels(&workload));
+    let identify = match (&args.gallery_identities, &args.query_identities) {
+        (Some(rows), Some(queries)) => Some(identities_from_files(&workload, rows, queries)?),
+        (Some(_), None) => return Err("--gallery-identities needs --query-identities".into()),
+        _ => (args.identify || (args.workload == Workload::Faces && args.gallery.is_none()))
+            .then(|| IdentificationSpec::from_labels(&workload)),
+    };
     if let Some(spec) = &identify {
         let mated = spec.mates.iter().filter(|m| m.is_some()).count();
         eprintln!(
@@ -173,6 +177,41 @@ fn synthetic(args: &BenchArgs) -> (Dataset, String, Value) {
         "seed": spec.seed,
     });
     (data, key, source)
+}
+
+/// Identification from the user's identity arrays: one string per gallery row and per query.
+fn identities_from_files(
+    workload: &BenchWorkload,
+    rows: &Path,
+    queries: &Path,
+) -> Result<IdentificationSpec, Box<dyn Error>> {
+    let row_ids = npy::read_labels(rows)?;
+    let query_ids = npy::read_labels(queries)?;
+    if row_ids.len() != workload.gallery.len() {
+        return Err(format!(
+            "{}: {} identities for {} gallery rows",
+            rows.display(),
+            row_ids.len(),
+            workload.gallery.len()
+        )
+        .into());
+    }
+    if query_ids.len() != workload.queries.len() {
+        return Err(format!(
+            "{}: {} identities for {} queries",
+            queries.display(),
+            query_ids.len(),
+            workload.queries.len()
+        )
+        .into());
+    }
+    let identities = face_identify::Identities::from_names(&row_ids);
+    let mates = query_ids.iter().map(|q| identities.find(q)).collect();
+    Ok(IdentificationSpec {
+        identities,
+        mates,
+        ..IdentificationSpec::from_labels(workload)
+    })
 }
 
 fn faces(args: &BenchArgs) -> (Dataset, String, Value) {

@@ -206,6 +206,14 @@ pub struct BenchArgs {
     /// non-mated probe.
     #[arg(long)]
     pub identify: bool,
+    /// Who each gallery row is, a .npy of n strings (one identity per row), instead of the
+    /// person in each label; implies --identify.
+    #[arg(long, requires = "gallery")]
+    pub gallery_identities: Option<PathBuf>,
+    /// Who each query is, a .npy of q strings; a query whose identity is not in the gallery
+    /// is a non-mated probe. Needed with --gallery-identities.
+    #[arg(long, requires = "gallery_identities")]
+    pub query_identities: Option<PathBuf>,
 
     /// Number of N(0,1) random distractor vectors (the notebook's 100,000).
     #[arg(long, default_value_t = 100_000)]
