@@ -374,7 +374,7 @@ fn identification_table(entries: &[Entry<'_>]) -> String {
     for t in &targets {
         let _ = write!(h, "<th>FNIR at FPIR {t}</th><th>vs exact</th>");
     }
-    h.push_str("<th>FPIR at τ</th><th>FNIR at τ</th><th>threshold search, mated (ms)</th><th>threshold search, non-mated (ms)</th></tr>\n");
+    h.push_str("<th>FPIR at τ</th><th>FNIR at τ</th><th>watchlist recall@k</th><th>threshold search, mated (ms)</th><th>threshold search, non-mated (ms)</th></tr>\n");
     for en in entries {
         let Some(id) = &en.e.identification else {
             continue;
@@ -402,9 +402,10 @@ fn identification_table(entries: &[Entry<'_>]) -> String {
             }
             let _ = writeln!(
                 h,
-                "<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 num(Some(p.at_tau.fpir), 4),
                 num(Some(p.at_tau.fnir), 4),
+                num(p.watchlist_recall_at_k, 4),
                 num(Some(p.mated_threshold_median_s * 1e3), 3),
                 num(Some(p.non_mated_threshold_median_s * 1e3), 3)
             );

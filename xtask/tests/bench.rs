@@ -327,6 +327,11 @@ fn faces_workload_reports_identification_errors() {
             assert!((0.0..=1.0).contains(&finite(&op["fnir"], "fnir")));
         }
         assert!(!p["det"].as_array().unwrap().is_empty());
+        let watchlist = finite(&p["watchlist_recall_at_k"], "watchlist recall");
+        assert!((0.0..=1.0).contains(&watchlist));
+        if e["name"] == "linear" {
+            assert_eq!(watchlist, 1.0, "exact search within a watchlist is exact");
+        }
     }
     // At a fixed threshold an approximate engine can only miss impostors too, never find
     // more: its FPIR at tau is at most exact search's.

@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use face_identify::metrics::{self, Outcome};
-use face_identify::{Aggregation, Identities, identify_top};
-use search_core::{Engine, Error, Result};
+use face_identify::{Aggregation, Identities, Watchlist, identify_top, search_within};
+use search_core::{Engine, Error, Result, SearchIndex};
+use search_linear::LinearIndex;
 use serde::{Deserialize, Serialize};
 
 use crate::workload::Workload;
@@ -24,7 +25,14 @@ pub struct IdentificationSpec {
     pub fpir_targets: Vec<f64>,
     /// Knob values at which to measure again (the sweep's), after the engine's default.
     pub knob_values: Vec<usize>,
+    /// A watchlist (every tenth person) to measure restricted search on: recall@k of
+    /// [`search_within`] against exact search over the listed rows, for the first
+    /// [`WATCHLIST_PROBES`] probes.
+    pub watchlist: Option<Watchlist>,
 }
+
+/// Probes a watchlist search is measured with.
+pub const WATCHLIST_PROBES: usize = 200;
 
 impl IdentificationSpec {
     /// Identities from the gallery's labels and each probe's person from its label (both by
@@ -38,12 +46,18 @@ impl IdentificationSpec {
             .iter()
             .map(|l| identities.find(embed_store::person_of(l)))
             .collect();
+        let tenth: Vec<String> = (0..identities.persons() as u32)
+            .step_by(10)
+            .map(|p| identities.name(p).to_owned())
+            .collect();
+        let watchlist = identities.watchlist(&tenth).ok();
         IdentificationSpec {
             identities,
             mates,
             candidates: 5,
             fpir_targets: vec![0.01, 0.003, 0.001],
             knob_values: Vec::new(),
+            watchlist,
         }
     }
 }
@@ -76,6 +90,10 @@ pub struct IdentificationPoint {
     pub at_tau: OperatingPoint,
     /// The DET curve: `[fpir, fnir]` at each threshold where FPIR changes.
     pub det: Vec<[f64; 2]>,
+    /// Recall@k of a search restricted to a watchlist of every tenth person, against exact
+    /// search over the listed rows (`None` without a watchlist).
+    #[serde(default)]
+    pub watchlist_recall_at_k: Option<f64>,
     /// Median seconds of a threshold search (τ) for a mated probe.
     pub mated_threshold_median_s: f64,
     /// Median seconds of a threshold search (τ) for a non-mated probe: nothing is above τ,
@@ -122,12 +140,30 @@ pub fn identification(
         )));
     }
     spec.identities.check(index.len())?;
-    let at_default = point(index, workload, spec)?;
+    // Exact answers within the watchlist, once: the linear engine's search_within is exact.
+    let within = match &spec.watchlist {
+        Some(list) => {
+            let exact =
+                LinearIndex::build(workload.gallery.vectors().view(), &Default::default(), &())?;
+            let answers = workload
+                .queries
+                .vectors()
+                .view()
+                .rows()
+                .take(WATCHLIST_PROBES)
+                .map(|q| search_within(&exact, list, q, workload.k))
+                .collect::<Result<Vec<_>>>()?;
+            Some((list, answers))
+        }
+        None => None,
+    };
+    let within = within.as_ref().map(|(l, a)| (*l, a.as_slice()));
+    let at_default = point(index, workload, spec, within)?;
     let mut sweep = Vec::new();
     if let Some(knob) = index.knob() {
         for &value in &spec.knob_values {
             index.set_knob(value)?;
-            sweep.push(point(index, workload, spec)?);
+            sweep.push(point(index, workload, spec, within)?);
         }
         index.set_knob(knob.value)?;
     }
@@ -144,7 +180,27 @@ fn point(
     index: &dyn Engine,
     workload: &Workload,
     spec: &IdentificationSpec,
+    within: Option<(&Watchlist, &[Vec<search_core::Hit>])>,
 ) -> Result<IdentificationPoint> {
+    let watchlist_recall_at_k = match within {
+        Some((list, exact)) => {
+            let (mut found, mut wanted) = (0usize, 0usize);
+            for (q, want) in workload.queries.vectors().view().rows().zip(exact) {
+                let got = search_within(index, list, q, workload.k)?;
+                found += want
+                    .iter()
+                    .filter(|w| got.iter().any(|g| g.id == w.id))
+                    .count();
+                wanted += want.len();
+            }
+            Some(if wanted == 0 {
+                1.0
+            } else {
+                found as f64 / wanted as f64
+            })
+        }
+        None => None,
+    };
     let mut outcomes = Vec::with_capacity(spec.mates.len());
     let (mut mated_times, mut non_mated_times) = (Vec::new(), Vec::new());
     for (q, &mate) in workload.queries.vectors().view().rows().zip(&spec.mates) {
@@ -186,6 +242,7 @@ fn point(
             .into_iter()
             .map(|d| [d.fpir, d.fnir])
             .collect(),
+        watchlist_recall_at_k,
         mated_threshold_median_s: median(&mut mated_times),
         non_mated_threshold_median_s: median(&mut non_mated_times),
     })

@@ -327,8 +327,9 @@ impl Report {
             out,
             "\nidentification ({mated} mated probes, {non_mated} non-mated; 5 candidates; FNIR at \
              each FPIR with the threshold set on the non-mated probes; +exact: FNIR minus exact \
-             search's at the same FPIR (negative when an engine also misses impostors); thr. ms: median threshold search at tau = {}):",
-            self.tau
+             search's at the same FPIR (negative when an engine also misses impostors); watchlist: recall@{} \
+             of a search restricted to every tenth person, against exact; thr. ms: median threshold search at tau = {}):",
+            self.k, self.tau
         );
         let mut header = format!(
             "{:<8} {:>10} {:>7} {:>7}",
@@ -339,8 +340,8 @@ impl Report {
         }
         let _ = write!(
             header,
-            " {:>11} {:>11} {:>13} {:>13}",
-            "FPIR@tau", "FNIR@tau", "thr.ms mated", "thr.ms non-m."
+            " {:>11} {:>11} {:>10} {:>13} {:>13}",
+            "FPIR@tau", "FNIR@tau", "watchlist", "thr.ms mated", "thr.ms non-m."
         );
         let _ = writeln!(out, "{header}");
         for e in &self.engines {
@@ -376,9 +377,11 @@ impl Report {
                 }
                 let _ = writeln!(
                     out,
-                    "{line} {:>11.4} {:>11.4} {:>13.3} {:>13.3}",
+                    "{line} {:>11.4} {:>11.4} {:>10} {:>13.3} {:>13.3}",
                     p.at_tau.fpir,
                     p.at_tau.fnir,
+                    p.watchlist_recall_at_k
+                        .map_or("-".to_owned(), |r| format!("{r:.4}")),
                     p.mated_threshold_median_s * 1e3,
                     p.non_mated_threshold_median_s * 1e3
                 );
