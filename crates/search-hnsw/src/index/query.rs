@@ -1,0 +1,153 @@
+//! The query path: a query checked and padded into the index's space (`prepare`), the greedy
+//! descent and the level-0 walk on the most compact distances the index keeps, re-ranked in
+//! f32 (`find` -> `walk`), the threshold search's growing `ef`, and the hits in the caller's
+//! ids (`hits`). It reads the graph only through [`View`]; it does not know the
+//! file format and never changes the index.
+
+use super::*;
+
+impl HnswIndex {
+    /// Checks a query and turns it into a padded row in the index's space.
+    pub(super) fn prepare(&self, query: &[f32]) -> Result<Vec<f32>> {
+        let dim = self.meta.dim;
+        check_vector(query, dim, || "query".into())?;
+        let mut q = vec![0.0; self.meta.stride];
+        q[..dim].copy_from_slice(query);
+        if self.meta.space == Space::Cosine {
+            normalise(&mut q[..dim]);
+        }
+        Ok(q)
+    }
+
+    /// The `ef` closest live nodes to the padded query `q`, closest first. The walk uses the
+    /// most compact distances the index keeps: one-bit codes to skip the neighbours that are
+    /// surely too far, int8 codes for the rest; f32 rows when it keeps neither. The results
+    /// are re-ranked with exact f32 distances.
+    pub(super) fn find(&self, q: &[f32], ef: usize) -> Vec<Cand> {
+        let v = self.view();
+        let exact = v.meta.space.dist_fn();
+        let Some((codes, scales)) = v.codes else {
+            let row_bytes = v.meta.stride * 4;
+            return self.walk(
+                &v,
+                ef,
+                &|j| exact(q, v.row(j)),
+                &|j| prefetch(v.row(j).as_ptr().cast(), row_bytes),
+                1,
+                &NoScreen,
+            );
+        };
+        let cs = v.meta.code_stride;
+        let mut qc = vec![0i8; cs];
+        let qs = quantize(&q[..v.meta.dim], &mut qc);
+        let dot = DOT_I8.best().kernels;
+        let code = |j: u32| &codes[j as usize * cs..(j as usize + 1) * cs];
+        let int8 = |j: u32| -(qs * scales[j as usize] * dot(&qc, code(j)) as f32);
+        let mut out = match v.signs {
+            None => self.walk(
+                &v,
+                ef,
+                &int8,
+                &|j| prefetch(code(j).as_ptr().cast(), cs),
+                1,
+                &NoScreen,
+            ),
+            Some(signs) => self.walk(
+                &v,
+                ef,
+                &int8,
+                &|j| prefetch(code(j).as_ptr().cast(), cs),
+                2,
+                &SignScreen::new(signs, q),
+            ),
+        };
+        for c in &mut out {
+            c.d = exact(q, v.row(c.id));
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Greedy descent through the upper layers, then a best-first search of layer 0.
+    fn walk(
+        &self,
+        v: &View<'_>,
+        ef: usize,
+        dist: &impl Fn(u32) -> f32,
+        pre: &impl Fn(u32),
+        ahead: usize,
+        screen: &impl Screen,
+    ) -> Vec<Cand> {
+        let Some(max_level) = v.meta.max_level else {
+            return Vec::new();
+        };
+        let mut s = self
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_else(|| Scratch::new(v.meta.len));
+        let mut cur = Cand {
+            d: dist(v.meta.entry),
+            id: v.meta.entry,
+        };
+        let mut buf = std::mem::take(&mut s.buf);
+        for l in (1..=usize::from(max_level)).rev() {
+            cur = greedy(v, l, cur, dist, &mut buf);
+        }
+        s.buf = buf;
+        // ef comes from the caller or the file: never size memory from it beyond the graph.
+        let mut out = Vec::with_capacity(ef.min(v.meta.len));
+        let bare = v.meta.deleted == 0;
+        let keep = |j: u32| v.is_live(j);
+        search_layer(
+            v, 0, cur, ef, bare, dist, &keep, pre, ahead, screen, &mut s, &mut out,
+        );
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+        out
+    }
+
+    pub(super) fn hits(&self, cands: &[Cand]) -> Vec<Hit> {
+        let v = self.view();
+        let mut hits: Vec<Hit> = cands
+            .iter()
+            .map(|c| Hit {
+                id: v.label(c.id),
+                score: -c.d,
+            })
+            .collect();
+        hits.sort_by(Hit::ranking);
+        hits
+    }
+
+    /// Like [`SearchIndex::search`] with an explicit `ef` instead of the index's own.
+    pub fn search_ef(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
+        check_k(k)?;
+        let q = self.prepare(query)?;
+        let mut found = self.find(&q, ef.max(k));
+        found.truncate(k);
+        Ok(self.hits(&found))
+    }
+
+    /// [`SearchIndex::search_threshold`]'s body: walks with `ef` doubling until the list
+    /// reaches a score at or below `tau` or holds every live item.
+    pub(super) fn search_threshold_walk(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
+        if self.meta.space == Space::L2 {
+            return Err(Error::InvalidArgument(
+                "threshold search is by cosine similarity; this index uses l2 distance".into(),
+            ));
+        }
+        let q = self.prepare(query)?;
+        let live = self.meta.len - self.meta.deleted;
+        let mut ef = self.meta.ef.max(32);
+        loop {
+            let found = self.find(&q, ef);
+            let exhausted = found.len() < ef || ef >= live;
+            if exhausted || found.last().is_some_and(|c| -c.d <= tau) {
+                let above: Vec<Cand> = found.into_iter().filter(|c| -c.d > tau).collect();
+                return Ok(self.hits(&above));
+            }
+            ef = (ef * 2).min(live);
+        }
+    }
+}
