@@ -7,15 +7,13 @@
 //! (children before parents) in its own region, and a copy of every root at the end.
 
 use rand::rngs::Xoshiro256PlusPlus;
-use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 use search_core::{Error, Progress, Result, VectorView};
-use search_kernels::dot_kernel;
-
-use crate::codes::{PlaneCode, RowCodes, decode_plane, sum_code_max};
-use crate::layout::{Layout, Metric};
 use search_kernels::Aligned;
-use search_kernels::planes::{AddFn, Kernels, kernels};
+use search_kernels::planes::Kernels;
+
+use crate::codes::{PlaneCode, RowCodes};
+use crate::layout::Layout;
 
 mod emit;
 mod levels;

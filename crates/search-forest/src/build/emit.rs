@@ -2,7 +2,12 @@
 //! its own region, and the item nodes (the rows scaled to unit length). It knows the node
 //! layout and nothing of how the trees were built: it only reads a finished [`Forest`].
 
-use super::*;
+use rayon::prelude::*;
+use search_kernels::dot_kernel;
+
+use super::{Child, Forest, Node};
+use crate::codes::decode_plane;
+use crate::layout::{Layout, Metric};
 
 impl Forest {
     /// Writes the subtree of tree `t` at `child` into `out` from node `*used` on (children

@@ -4,7 +4,17 @@
 //! not know how nodes are laid out in the file, nor how a plane is found (that is
 //! [`TreeBuilder`]'s).
 
-use super::*;
+use rand::RngExt;
+use rayon::prelude::*;
+use search_core::Progress;
+use search_kernels::planes::{Kernels, kernels};
+
+use super::{
+    BuildSpec, Child, Forest, Parted, SYNC_MIN, Slot, SyncSplit, Task, Tree, TreeBuilder, mix,
+    split_count, split_imbalance,
+};
+use crate::codes::{PlaneCode, RowCodes};
+use crate::layout::{Layout, Metric};
 
 pub(super) fn build_trees(
     data: &RowCodes,

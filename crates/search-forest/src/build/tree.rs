@@ -3,7 +3,15 @@
 //! fallback. It chooses between planes but does not compute them (two-means is in
 //! `two_means`), and it does not know the file layout: it produces a [`Tree`].
 
-use super::*;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+use search_core::Progress;
+use search_kernels::Aligned;
+use search_kernels::planes::kernels;
+
+use super::{BuildSpec, Node, Split, Tree, TreeBuilder, leaf_size, split_count, split_imbalance};
+use crate::codes::{PlaneCode, RowCodes};
+use crate::layout::{Layout, Metric};
 
 impl<'a> TreeBuilder<'a> {
     pub(super) fn new(

@@ -2,7 +2,13 @@
 //! plane between the two centroids (`create_split`), with the exact integer [`Centroid`]. It
 //! does not know trees or nodes: it leaves one plane in the builder and returns its offset.
 
-use super::*;
+use rand::RngExt;
+use search_kernels::Aligned;
+use search_kernels::planes::{AddFn, Kernels};
+
+use super::{SAMPLES_PER_ITEM, TreeBuilder};
+use crate::codes::{RowCodes, sum_code_max};
+use crate::layout::Metric;
 
 impl TreeBuilder<'_> {
     /// Two-means samples for a node of `count` items: the configured number, but at most
@@ -219,6 +225,7 @@ impl Centroid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use search_kernels::planes::kernels;
 
     /// Rows coded like the gallery's: `n` unit rows of `dim`, row `r` with entries `f(r, i)`.
     fn codes(n: usize, dim: usize, f: impl Fn(usize, usize) -> f32) -> RowCodes {
