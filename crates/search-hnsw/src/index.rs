@@ -4,18 +4,16 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rayon::prelude::*;
-use search_core::container::{Container, write_container};
+use search_core::container::Container;
 use search_core::{
-    Access, Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, Warmup, check_k,
-    check_vector,
+    Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, Warmup, check_vector,
 };
+use search_kernels::{Aligned, DotFn as DistFn, normalise, quantize};
 
-use crate::build::{Builder, F32Dist, Graph, I8Dist, MAX_LEVEL, NodeDist, draw_levels};
+use crate::build::Graph;
 use crate::quant::code_stride;
-use crate::search::{Cand, Links, NoScreen, Scratch, Screen, greedy, search_layer};
-use crate::signs::{self, CodesRef, Frame, FrameRef, SignScreen};
-use search_kernels::int8::DOT_I8;
-use search_kernels::{Aligned, DotFn as DistFn, normalise, prefetch, quantize};
+use crate::search::{Links, Scratch};
+use crate::signs::{self, CodesRef, Frame, FrameRef};
 
 mod file;
 mod mutation;

@@ -4,7 +4,16 @@
 //! them all). It does not know how the graph is walked or grown; hnswlib's own file format is
 //! in `crate::hnswlib`.
 
-use super::*;
+use std::path::Path;
+use std::sync::Mutex;
+
+use search_core::container::{Container, write_container};
+use search_core::{Access, Error, Result, Warmup};
+
+use super::{HnswIndex, KIND_BYTES, META_LEN, Meta, Space, Store, VERSION, round_up};
+use crate::build::MAX_LEVEL;
+use crate::quant::code_stride;
+use crate::signs;
 
 impl Meta {
     fn words(&self, upper_len: usize, has_labels: bool) -> [u64; META_LEN] {
@@ -30,7 +39,7 @@ impl Meta {
 }
 
 impl HnswIndex {
-    /// [`SearchIndex::save`]'s body: writes every section of the view to `path`.
+    /// The body of `SearchIndex::save`: writes every section of the view to `path`.
     pub(super) fn write_file(&self, path: &Path) -> Result<()> {
         let v = self.view();
         let meta = v.meta.words(v.upper.len(), v.labels.is_some());
@@ -59,7 +68,7 @@ impl HnswIndex {
         write_container(path, KIND_BYTES, VERSION, &sections)
     }
 
-    /// [`SearchIndex::load_with`]'s body: maps `path` and checks it.
+    /// The body of `SearchIndex::load_with`: maps `path` and checks it.
     pub(super) fn read_file(path: &Path, warmup: Warmup) -> Result<HnswIndex> {
         let c = Container::open(path, KIND_BYTES, 1..=VERSION)?;
         let mut w = [0u64; META_LEN];

@@ -3,7 +3,16 @@
 //! id checks, and `grow`, which runs the builder on int8 or f32 distances in a pool of the
 //! requested threads. It does not know the file format and does not answer queries.
 
-use super::*;
+use search_core::{Error, Progress, Result, VectorView};
+use search_kernels::Aligned;
+use search_kernels::int8::DOT_I8;
+
+use super::{
+    Codes, HnswIndex, HnswParams, Meta, Owned, Signs, Space, Store, padded_rows, round_up,
+};
+use crate::build::{Builder, F32Dist, Graph, I8Dist, NodeDist, draw_levels};
+use crate::quant::code_stride;
+use crate::signs::{self, CodesRef, Frame};
 
 fn run_in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<R> {
     if threads == 0 {
@@ -127,8 +136,8 @@ fn check_params(p: &HnswParams) -> Result<()> {
 }
 
 impl HnswIndex {
-    /// [`SearchIndex::build`]'s body: checks the parameters, pads (and quantises) the rows,
-    /// draws the levels and grows the graph from nothing.
+    /// The body of `SearchIndex::build`: checks the parameters, pads (and quantises) the
+    /// rows, draws the levels and grows the graph from nothing.
     pub(super) fn build_new(
         vectors: VectorView<'_>,
         params: &HnswParams,

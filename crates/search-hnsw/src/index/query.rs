@@ -4,7 +4,13 @@
 //! ids (`hits`). It reads the graph only through [`View`]; it does not know the
 //! file format and never changes the index.
 
-use super::*;
+use search_core::{Error, Hit, Result, check_k, check_vector};
+use search_kernels::int8::DOT_I8;
+use search_kernels::{normalise, prefetch, quantize};
+
+use super::{HnswIndex, Space, View};
+use crate::search::{Cand, NoScreen, Scratch, Screen, greedy, search_layer};
+use crate::signs::SignScreen;
 
 impl HnswIndex {
     /// Checks a query and turns it into a padded row in the index's space.
@@ -121,6 +127,8 @@ impl HnswIndex {
     }
 
     /// Like [`SearchIndex::search`] with an explicit `ef` instead of the index's own.
+    ///
+    /// [`SearchIndex::search`]: search_core::SearchIndex::search
     pub fn search_ef(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
         check_k(k)?;
         let q = self.prepare(query)?;
@@ -129,7 +137,7 @@ impl HnswIndex {
         Ok(self.hits(&found))
     }
 
-    /// [`SearchIndex::search_threshold`]'s body: walks with `ef` doubling until the list
+    /// The body of `SearchIndex::search_threshold`: walks with `ef` doubling until the list
     /// reaches a score at or below `tau` or holds every live item.
     pub(super) fn search_threshold_walk(&self, query: &[f32], tau: f32) -> Result<Vec<Hit>> {
         if self.meta.space == Space::L2 {

@@ -1,8 +1,11 @@
 //! Diagnostics: every node's level-0 list and `verify`, the O(size) check of the graph (every
 //! link in range, counts within bounds, levels consistent). They only read the
-//! [`View`]; they do not know how the graph was built, stored or searched.
+//! `View`; they do not know how the graph was built, stored or searched.
 
-use super::*;
+use search_core::{Error, Result};
+
+use super::HnswIndex;
+use crate::search::Links;
 
 impl HnswIndex {
     /// Every node's level-0 neighbour list (diagnostics).

@@ -17,6 +17,8 @@ impl LinearIndex {
     /// Memory stays bounded whatever the gallery or batch size: queries go in chunks of at most
     /// 256, the gallery in blocks of [`BATCH_BLOCK_ROWS`] rows per thread, and each query keeps
     /// a bounded selection of at most `max(2k, k + 8)` hits per run of blocks (two runs per thread).
+    ///
+    /// [`SearchIndex::search`]: search_core::SearchIndex::search
     pub fn search_batch(&self, queries: VectorView<'_>, k: usize) -> Result<Vec<Vec<Hit>>> {
         check_k(k)?;
         let qs = self.normalized_queries(queries)?;
@@ -38,6 +40,8 @@ impl LinearIndex {
 
     /// Every row with cosine similarity above `tau`, for every query, best first: the same
     /// lists [`SearchIndex::search_threshold`] returns, via the blocked matrix product.
+    ///
+    /// [`SearchIndex::search_threshold`]: search_core::SearchIndex::search_threshold
     pub fn search_batch_threshold(
         &self,
         queries: VectorView<'_>,

@@ -13,6 +13,8 @@ use crate::select::TopK;
 
 impl LinearIndex {
     /// [`SearchIndex::search`], also returning what the scan read.
+    ///
+    /// [`SearchIndex::search`]: search_core::SearchIndex::search
     pub fn search_with_stats(&self, query: &[f32], k: usize) -> Result<(Vec<Hit>, ScanStats)> {
         check_k(k)?;
         let q = normalized(query, self.dim, || "query".into())?;
@@ -29,6 +31,8 @@ impl LinearIndex {
     }
 
     /// [`SearchIndex::search_threshold`], also returning what the scan read.
+    ///
+    /// [`SearchIndex::search_threshold`]: search_core::SearchIndex::search_threshold
     pub fn search_threshold_with_stats(
         &self,
         query: &[f32],
