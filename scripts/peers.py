@@ -45,6 +45,17 @@ a = p.parse_args()
 K = a.k
 
 
+def per_query(one, index, q, k, threads):
+    """Asks `one(index, x, k)` for each query row: in order on one thread, or split into
+    `threads` chunks on a thread pool (for libraries without a batch call)."""
+    if threads == 1:
+        return [one(index, x, k) for x in q]
+    with ThreadPoolExecutor(threads) as pool:
+        chunks = np.array_split(np.arange(len(q)), threads)
+        parts = pool.map(lambda c: [one(index, q[i], k) for i in c], chunks)
+        return [r for part in parts for r in part]
+
+
 def log(*x):
     print(f"[{a.peer}]", *x, file=sys.stderr, flush=True)
 
@@ -187,12 +198,7 @@ def peer_annoy():
         return index.index.get_nns_by_vector(q, k, search_k=index.search_k)
 
     def search(index, q, k, threads):
-        if threads == 1:
-            return [one(index, x, k) for x in q]
-        with ThreadPoolExecutor(THREADS) as pool:
-            chunks = np.array_split(np.arange(len(q)), THREADS)
-            parts = pool.map(lambda c: [one(index, q[i], k) for i in c], chunks)
-            return [r for part in parts for r in part]
+        return per_query(one, index, q, k, threads)
 
     def set_knob(index, v):
         index.search_k = v
@@ -337,12 +343,7 @@ def vsag_peer():
         return list(ids)
 
     def search(index, q, k, threads):
-        if threads == 1:
-            return [one(index, x, k) for x in q]
-        with ThreadPoolExecutor(threads) as pool:
-            chunks = np.array_split(np.arange(len(q)), threads)
-            parts = pool.map(lambda c: [one(index, q[i], k) for i in c], chunks)
-            return [r for part in parts for r in part]
+        return per_query(one, index, q, k, threads)
 
     def set_knob(index, v):
         index.knob = v
@@ -378,12 +379,7 @@ def ngt_peer():
         return [int(i) for i, _ in index.index.search(x, k, epsilon=index.knob)]
 
     def search(index, q, k, threads):
-        if threads == 1:
-            return [one(index, x, k) for x in q]
-        with ThreadPoolExecutor(threads) as pool:
-            chunks = np.array_split(np.arange(len(q)), threads)
-            parts = pool.map(lambda c: [one(index, q[i], k) for i in c], chunks)
-            return [r for part in parts for r in part]
+        return per_query(one, index, q, k, threads)
 
     def set_knob(index, v):
         index.knob = v / 1000.0
