@@ -382,6 +382,33 @@ impl PyEngine {
         Ok((ids.into_any(), scores.into_any()))
     }
 
+    /// Seconds one search of the 1-d `query` takes inside Rust, the median of `repeats`
+    /// timed calls: what `search` costs without Python, so that a benchmark can tell the
+    /// binding's overhead (scripts/python_speed.py).
+    #[pyo3(signature = (query, k, repeats=100))]
+    fn time_search(
+        &self,
+        py: Python<'_>,
+        query: &Bound<'_, PyAny>,
+        k: usize,
+        repeats: usize,
+    ) -> PyResult<f64> {
+        let q = floats(query, &[1], "query")?;
+        let slice = q.slice();
+        py.detach(|| {
+            let engine = self.read();
+            let mut times = Vec::with_capacity(repeats.max(1));
+            for _ in 0..repeats.max(1) {
+                let start = std::time::Instant::now();
+                std::hint::black_box(engine.search_with(slice, k, None)?);
+                times.push(start.elapsed().as_secs_f64());
+            }
+            times.sort_by(f64::total_cmp);
+            Ok(times[times.len() / 2])
+        })
+        .map_err(to_py)
+    }
+
     /// Every row whose cosine similarity to `query` exceeds `tau` (in [-1, 1]), best first.
     fn search_threshold<'py>(
         &self,

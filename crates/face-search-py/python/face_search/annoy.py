@@ -152,7 +152,11 @@ class AnnoyIndex:
         self._e = e
         self._n_trees = _count_roots(path, self.f)
         if prefault:
-            _native.Engine.open_foreign("forest", path, self.f, {"metric": self.metric})
+            # Annoy maps with MAP_POPULATE; reading the file through fills the page cache the
+            # mapping reads from.
+            with open(path, "rb", buffering=0) as f:
+                while f.read(1 << 20):
+                    pass
         return True
 
     def unload(self) -> bool:

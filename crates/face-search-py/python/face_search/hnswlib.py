@@ -28,12 +28,17 @@ Where this differs from hnswlib 0.8.0:
   updates the item in place); ``replace_deleted``, ``allow_replace_deleted``,
   ``unmark_deleted``, ``filter`` and pickling are not supported.
 - ``save_index`` on an index with no items raises ``RuntimeError``.
-- ``load_index`` copies the graph into memory (hnswlib's file interleaves links and vectors):
-  for instant, memory-mapped loads use :class:`face_search.HnswIndex` and its own format.
+- ``save_index(path)`` also writes ``path + ".fs"``, the same graph in face_search's own
+  format, and ``path + ".fs.json"``, a stamp naming the size and modification time of both
+  files. ``load_index`` memory-maps the ``.fs`` file when the stamp still matches both files
+  and the space (milliseconds, whatever the size, and the walk on int8 codes); otherwise
+  (a file written by hnswlib, or replaced since) it copies hnswlib's file into memory and
+  walks it with float32 distances as hnswlib does. The two extra files may be deleted.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from typing import Any, Optional, Tuple
@@ -288,20 +293,32 @@ class Index:
     # --- files ---------------------------------------------------------------------------
 
     def save_index(self, path_to_index: str) -> None:
-        """Writes the index in hnswlib's file format (atomically)."""
+        """Writes the index in hnswlib's file format (atomically), plus the ``.fs`` copy in
+        face_search's format and its ``.fs.json`` stamp that let :meth:`load_index` map it
+        instead of reading it (see the module's notes)."""
         if self._e is None:
             raise RuntimeError("the index holds no items: there is nothing to save")
-        self._e.save_foreign(os.fspath(path_to_index))
+        path = os.fspath(path_to_index)
+        stamp = path + _STAMP
+        # No stamp while the files change: a half-done save never pairs old and new files.
+        if os.path.exists(stamp):
+            os.remove(stamp)
+        self._e.save_foreign(path)
+        self._e.save(path + _NATIVE)
+        _write_atomically(stamp, json.dumps(_stamp_of(path, self.space)))
 
     def load_index(
         self, path_to_index: str, max_elements: int = 0, allow_replace_deleted: bool = False
     ) -> None:
         """Opens a file in hnswlib's format (written by hnswlib or by :meth:`save_index`)
-        for this index's ``space`` and ``dim``. ``ef`` is reset to 10, as hnswlib does."""
+        for this index's ``space`` and ``dim``. ``ef`` is reset to 10, as hnswlib does. A
+        file saved by :meth:`save_index` opens memory-mapped from its ``.fs`` copy."""
         if allow_replace_deleted:
             raise NotImplementedError("allow_replace_deleted is not supported")
         path = os.fspath(path_to_index)
-        e = _native.Engine.open_foreign("hnsw", path, self.dim, {"space": self.space})
+        e = _open_native_copy(path, self.dim, self.space)
+        if e is None:
+            e = _native.Engine.open_foreign("hnsw", path, self.dim, {"space": self.space})
         with open(path, "rb") as f:
             head = f.read(96)
         # The header was checked by the native loader; read what hnswlib reports from it.
@@ -318,6 +335,46 @@ class Index:
         self._ef = 10
         self._e.knob = 10
         self._initialised = True
+
+
+_NATIVE = ".fs"
+_STAMP = ".fs.json"
+
+
+def _stamp_of(path: str, space: str) -> dict:
+    """What ties ``path + ".fs"`` to the hnswlib file ``path``: both files' sizes and
+    modification times, and the space."""
+    main, native = os.stat(path), os.stat(path + _NATIVE)
+    return {
+        "space": space,
+        "hnswlib": [main.st_size, main.st_mtime_ns],
+        "native": [native.st_size, native.st_mtime_ns],
+    }
+
+
+def _open_native_copy(path: str, dim: int, space: str) -> Optional[_native.Engine]:
+    """The memory-mapped ``.fs`` copy that :meth:`Index.save_index` wrote beside ``path``,
+    when its stamp still matches both files; else None."""
+    try:
+        with open(path + _STAMP) as f:
+            stamp = json.load(f)
+        if stamp != _stamp_of(path, space):
+            return None
+        e = _native.Engine.open(path + _NATIVE, "background")
+    except (OSError, ValueError):
+        return None
+    return e if e.name == "hnsw" and e.dim == dim else None
+
+
+def _write_atomically(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _threads(num_threads: int, default: int) -> int:

@@ -1,5 +1,7 @@
 """face_search.hnswlib.Index against Python hnswlib 0.8.0: API, distances and files both ways."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -169,3 +171,41 @@ def test_corrupt_hnswlib_files(data, tmp_path):
         hnswlib.Index(space="cosine", dim=47).load_index(str(path))
     with pytest.raises(FileNotFoundError):
         p.load_index(str(tmp_path / "none.bin"))
+
+
+def test_a_saved_index_reopens_from_its_mapped_copy(data, tmp_path):
+    p = make(data, space="cosine")
+    p.resize_index(len(data) + 3)
+    p.add_items(data[:3] + 0.5, [9000, 9001, 9002])
+    p.mark_deleted(5)
+    path = str(tmp_path / "ours.bin")
+    p.save_index(path)
+    assert os.path.exists(path + ".fs") and os.path.exists(path + ".fs.json")
+    q = hnswlib.Index(space="cosine", dim=48)
+    q.load_index(path)
+    assert q.get_current_count() == p.get_current_count()
+    p.set_ef(50)
+    q.set_ef(50)
+    queries = np.vstack([data[::25] + 0.01, data[:3] + 0.5])
+    np.testing.assert_array_equal(q.knn_query(queries, k=4)[0], p.knn_query(queries, k=4)[0])
+    assert 5 not in q.knn_query(data[5], k=10)[0]
+    # Another space does not take the copy: it reads hnswlib's file for that space.
+    l2 = hnswlib.Index(space="l2", dim=48)
+    l2.load_index(path)
+    unit = data[7] / np.linalg.norm(data[7])
+    assert l2.knn_query(unit, k=1)[1][0, 0] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_a_stale_mapped_copy_is_ignored(data, tmp_path):
+    path = str(tmp_path / "ours.bin")
+    make(data[:200]).save_index(path)
+    # hnswlib overwrites the file with another index: the old .fs copy must not answer.
+    r = real.Index(space="cosine", dim=48)
+    r.init_index(max_elements=100, ef_construction=100, M=16)
+    r.add_items(data[200:300], np.arange(100) + 5000)
+    r.save_index(path)
+    p = hnswlib.Index(space="cosine", dim=48)
+    p.load_index(path)
+    assert p.get_current_count() == 100
+    labels, _ = p.knn_query(data[250], k=1)
+    assert labels[0, 0] == 5050
