@@ -2,7 +2,8 @@
 # Builds the face_search Python package (crates/face-search-py) with maturin, installs the
 # wheel into the project's virtualenv (scripts/pyenv.sh --package: pinned numpy, hnswlib,
 # annoy, maturin, pytest, hypothesis, pandas) and runs its pytest suite; extra arguments go
-# to pytest. `cargo test --workspace` runs this (crates/face-search-py/tests/python.rs).
+# to pytest (or --install-only: build and install, print the python, run nothing).
+# `cargo test --workspace` runs this (crates/face-search-py/tests/python.rs).
 #
 # The wheel is built in its own target directory (target/python) so that it never waits for
 # the lock of the cargo that runs the tests.
@@ -20,5 +21,10 @@ rm -f "$wheels"/face_search-*.whl
 "$python" -m maturin build --release --manifest-path "$crate/Cargo.toml" \
   --interpreter "$python" --out "$wheels" >&2
 "$python" -m pip install --quiet --force-reinstall --no-deps "$wheels"/face_search-*.whl >&2
+if [[ ${1:-} == --install-only ]]; then
+  # For `cargo xtask distributed`: the package installed, its python printed, no tests.
+  echo "$python"
+  exit 0
+fi
 cd "$crate"
 exec "$python" -m pytest -p no:cacheprovider "$@"

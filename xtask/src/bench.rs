@@ -133,6 +133,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         machine,
         peers: Vec::new(),
         peers_params: None,
+        distributed: Vec::new(),
     };
     if let Some(path) = &args.json {
         // Keep the peers of an earlier `cargo xtask peers` on the same data.
@@ -141,6 +142,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         {
             doc.peers = old.peers;
             doc.peers_params = old.peers_params;
+            doc.distributed = old.distributed;
         }
         doc.write(path)?;
         eprintln!("wrote {}", path.display());

@@ -52,6 +52,12 @@ pub enum Task {
     /// List the engines of the registry: name, what it is, its build parameters with their
     /// defaults, and its knob (what `--param ENGINE.NAME=VALUE` and `--knob ENGINE=VALUE` take).
     Engines,
+    /// Serve the bench's gallery sharded over a two-node Ray cluster started on this machine
+    /// (1, 2, 4 shards x 1, 2 replicas) and measure it beside the same engine unsharded: q/s
+    /// one query at a time and in batches, p50/p99 latency, recall@k. Runs
+    /// scripts/distributed_bench.py with the face_search Python package (built and installed
+    /// into target/pyenv first) and merges the figures into the bench's JSON.
+    Distributed(DistributedArgs),
     /// Write report.html again from a bench JSON (with its peers), without measuring anything.
     Report(ReportArgs),
     /// Render a report.html (written by --report) in headless Chromium to a PNG, to check it.
@@ -126,6 +132,29 @@ pub struct PeersArgs {
     #[arg(long, default_value_t = 0.5)]
     pub sweep_min_seconds: f64,
     /// Also write report.html (with the peers) to this folder.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DistributedArgs {
+    /// Folder the bench wrote its dataset to (search_data.npy, queries.npy); shard files are
+    /// cached under its distributed/ folder.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// The bench's JSON (from `cargo xtask bench --json`); the figures are merged into it.
+    #[arg(long, default_value = "results/bench.json")]
+    pub json: PathBuf,
+    /// Engines to shard.
+    #[arg(long, value_delimiter = ',', default_value = "hnsw,linear")]
+    pub engines: Vec<String>,
+    /// Shard counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub shards: Vec<usize>,
+    /// Replica counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub replicas: Vec<usize>,
+    /// Also write report.html (with the sharded figures) to this folder.
     #[arg(long)]
     pub report: Option<PathBuf>,
 }

@@ -7,6 +7,8 @@
 //!   user's own data, `--report DIR` an HTML report.
 //! - `peers`: the same data through Python hnswlib, annoy, faiss and usearch, merged into the
 //!   bench's JSON, with a table of ratios ours/theirs.
+//! - `distributed`: the gallery sharded over a local two-node Ray cluster, beside each engine
+//!   unsharded, merged into the bench's JSON.
 //! - `build-time`: one of our engines' build against a peer's, alternating rounds.
 //! - `engines`: the engine registry, with every engine's parameters and defaults.
 //! - `report`: report.html again from a bench JSON.
@@ -17,6 +19,7 @@
 mod bench;
 mod build_time;
 mod cli;
+mod distributed;
 mod machine;
 mod peers;
 mod progress;
@@ -51,6 +54,7 @@ fn main() -> std::process::ExitCode {
             print!("{}", engines_table());
             Ok(())
         }
+        cli::Task::Distributed(args) => distributed::run(&args),
         cli::Task::Report(args) => report_html::run(&args),
         cli::Task::Screenshot(args) => screenshot::run(&args),
     };

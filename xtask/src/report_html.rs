@@ -155,6 +155,18 @@ pub fn render(doc: &BenchFile) -> Result<String, Box<dyn Error>> {
         h.push_str("<figcaption>DET: FNIR vs FPIR (log axes), each engine at its default knob</figcaption></figure></div>\n");
         h.push_str(&identification_table(&entries));
     }
+    if !doc.distributed.is_empty() {
+        let _ = write!(
+            h,
+            "<h2>Sharded over Ray</h2>\n<p class=\"note\">The gallery split into shards, each \
+             shard an index served by Ray actors (replicas on different nodes of a two-node \
+             cluster on this machine), queries fanned out to every shard and merged; beside \
+             each engine in one process without Ray (<code>local</code>). On one machine this \
+             measures what the fan-out costs, not what more machines gain \
+             (<code>cargo xtask distributed</code>; docs/distributed.md).</p>\n<pre>{}</pre>\n",
+            esc(&bench_runner::distributed_table(&doc.distributed))
+        );
+    }
     h.push_str("<h2>The notebook's table</h2>\n");
     h.push_str(&notebook_table(&entries));
 
@@ -711,6 +723,7 @@ mod tests {
             machine: json!({}),
             peers: vec![engine("hnswlib", &[], sweep(&[(10, 0.91, 900.0, 1700.0)]))],
             peers_params: None,
+            distributed: Vec::new(),
         };
         let page = render(&doc).unwrap();
         assert!(page.contains("hnsw (ours)") && page.contains("hnswlib"));

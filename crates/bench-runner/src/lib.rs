@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 pub mod cache;
+mod distributed;
 mod identification;
 mod report;
 pub mod rss;
@@ -39,6 +40,7 @@ mod score;
 mod sweep;
 mod workload;
 
+pub use distributed::{DistributedPoint, distributed_table};
 pub use identification::{
     IdentificationPoint, IdentificationReport, IdentificationSpec, OperatingPoint, identification,
 };

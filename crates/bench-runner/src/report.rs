@@ -149,6 +149,9 @@ pub struct BenchFile {
     /// How the peers were run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peers_params: Option<serde_json::Value>,
+    /// The gallery sharded over Ray (`cargo xtask distributed`), beside each engine unsharded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub distributed: Vec<crate::DistributedPoint>,
 }
 
 impl BenchFile {
