@@ -127,6 +127,7 @@ class AnnoyIndex:
         return True
 
     def unbuild(self) -> bool:
+        """Not supported (annoy drops the trees to add more items): build a new index."""
         raise NotImplementedError("unbuild is not supported: add the items to a new index")
 
     # --- files ---------------------------------------------------------------------------

@@ -207,22 +207,27 @@ class Index:
 
     @property
     def num_threads(self) -> int:
+        """Default threads of :meth:`add_items` and :meth:`knn_query` (-1: every core)."""
         return self._num_threads
 
     @property
     def M(self) -> int:
+        """Links per node on the upper layers (2M on layer 0)."""
         return self._M
 
     @property
     def ef_construction(self) -> int:
+        """Candidate list size while building."""
         return self._ef_construction
 
     @property
     def max_elements(self) -> int:
+        """The capacity (see :meth:`resize_index`)."""
         return self._max_elements
 
     @property
     def element_count(self) -> int:
+        """Items inserted, deleted ones included (:meth:`get_current_count`)."""
         return self._count
 
     def get_max_elements(self) -> int:
