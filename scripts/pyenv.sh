@@ -4,9 +4,9 @@
 #   scripts/pyenv.sh            -> numpy, hnswlib, annoy (what the tests need)
 #   scripts/pyenv.sh --peers    -> also faiss-cpu, usearch, rabitqlib (SymphonyQG), pyvsag and
 #                                  ngt (benchmark peers; glassppy has no installable release)
-#   scripts/pyenv.sh --package  -> also maturin, pytest, hypothesis and pandas: what building
-#                                  and testing the face_search Python package needs
-#                                  (scripts/test-python.sh)
+#   scripts/pyenv.sh --package  -> also maturin, pytest, hypothesis, pandas and ray: what
+#                                  building and testing the face_search Python package needs
+#                                  (scripts/test-python.sh; ray for face_search.distributed)
 # The environment lives in target/pyenv (override with FACE_SEARCH_PYENV). Python packages are
 # used only to cross-check file formats and as benchmark peers, never by the Rust crates.
 set -euo pipefail
@@ -19,7 +19,7 @@ if [[ ${1:-} == --peers ]]; then
   packages+=(faiss-cpu==1.15.1 usearch==2.26.6 rabitqlib==0.7.1 pyvsag==0.18.5 ngt==2.8.0.post1)
   stamp_name=peers
 elif [[ ${1:-} == --package ]]; then
-  packages+=(maturin==1.15.0 pytest==9.0.3 hypothesis==6.168.3 pandas==2.3.3)
+  packages+=(maturin==1.15.0 pytest==9.0.3 hypothesis==6.168.3 pandas==2.3.3 ray==2.60.0)
   stamp_name=package
 fi
 # A new package list makes a new stamp, so an older environment is brought up to date.
