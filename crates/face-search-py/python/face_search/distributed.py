@@ -178,14 +178,17 @@ class SearchResult(tuple):
 
     @property
     def ids(self) -> np.ndarray:
+        """The int64 global ids (``self[0]``)."""
         return self[0]
 
     @property
     def scores(self) -> np.ndarray:
+        """The float32 cosine similarities (``self[1]``)."""
         return self[1]
 
     @property
     def partial(self) -> bool:
+        """Whether some shard did not answer (see :attr:`missing`)."""
         return bool(self.missing)
 
     def __repr__(self) -> str:
@@ -209,6 +212,27 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _share(path: str) -> None:
+    """Gives a file the permissions of a plain new file (0666 less the umask): the engines'
+    atomic save and mkstemp make 0600 files, which nodes running as another user of the
+    shared folder could not read."""
+    try:
+        os.chmod(path, 0o666 & ~_umask())
+    except OSError:
+        pass
+
+
 def _atomic_write(path: str, write) -> None:
     """Writes ``path`` through a temporary file in the same folder renamed over it."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -218,6 +242,7 @@ def _atomic_write(path: str, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        _share(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -314,6 +339,7 @@ def _build_shard_task(vectors: np.ndarray, start: int, stop: int, engine: str, p
     t = time.perf_counter()
     index = _engine_class(engine).build(vectors[start:stop], **params)
     index.save(path)
+    _share(path)
     return {"len": len(index), "dim": index.dim, "seconds": time.perf_counter() - t}
 
 
@@ -329,6 +355,7 @@ def _change_shard_task(old_path: str, new_path: str, op: str, vectors: Optional[
     else:
         raise ValueError(op)
     index.save(new_path)
+    _share(new_path)
     return {"len": len(index)}
 
 
@@ -403,7 +430,11 @@ class _ShardServer:
         ask = min(k + len(deleted), len(index))
         if ask == 0:  # every item deleted
             return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
-        ids, scores = index.search(queries, ask, num_threads=self._threads)
+        if len(queries) == 1:  # one query: the engines' single-query path, no thread pool
+            ids, scores = index.search(queries[0], ask)
+            ids, scores = ids.reshape(1, -1), scores.reshape(1, -1)
+        else:
+            ids, scores = index.search(queries, ask, num_threads=self._threads)
         if len(deleted):
             dead = np.isin(ids, deleted)
             if dead.any():
@@ -852,6 +883,7 @@ class ShardedIndex:
 
     @property
     def folder(self) -> str:
+        """The gallery's folder (absolute)."""
         return self._folder
 
     @property
@@ -861,21 +893,26 @@ class ShardedIndex:
 
     @property
     def engine(self) -> str:
+        """The gallery's engine ("linear", "hnsw" or "forest")."""
         return self._manifest["engine"]
 
     @property
     def dim(self) -> int:
+        """Components per vector."""
         return self._manifest["dim"]
 
     @property
     def num_shards(self) -> int:
+        """Shards the gallery has now (enrolment into a non-HNSW gallery adds some)."""
         return len(self._manifest["shards"])
 
     @property
     def replicas(self) -> int:
+        """Actors serving each shard."""
         return self._replicas
 
     def __len__(self) -> int:
+        """Faces in the gallery, deleted ones not counted."""
         return sum(e["live"] for e in self._manifest["shards"])
 
     def __repr__(self) -> str:

@@ -7,23 +7,30 @@ target/, then connects (``ray.init``). Its teardown, also when tests fail, disco
 stops exactly the processes it recorded (the two ``ray start`` processes and their
 descendants, by pid: SIGTERM, SIGKILL after 5 s) and fails if any of them survives.
 
-Skipped (with the reason) only when ray is not installed; scripts/pyenv.sh --package installs
-it, so `cargo test` runs these.
+The tests that need the cluster are skipped (with the reason) only when ray is not installed;
+scripts/pyenv.sh --package installs it, so `cargo test` runs them.
 """
 
+import inspect
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 
-ray = pytest.importorskip("ray", reason="face_search.distributed needs ray (scripts/pyenv.sh --package installs it)")
+try:
+    import ray
+except ImportError:
+    ray = None
 
-from face_search import HnswIndex, LinearIndex  # noqa: E402
-from face_search.distributed import (  # noqa: E402
+import face_search.distributed as distributed
+from face_search import HnswIndex, LinearIndex
+from face_search.distributed import (
     LocalCluster,
     SearchResult,
     ShardedIndex,
@@ -44,6 +51,8 @@ def _unit(x):
 
 @pytest.fixture(scope="session")
 def cluster():
+    if ray is None:
+        pytest.skip("ray is not installed (scripts/pyenv.sh --package installs it)")
     temp = ROOT / "target" / f"ray{os.getpid()}"
     c = LocalCluster(nodes=2, cpus_per_node=2, object_store_bytes=200_000_000, temp_dir=temp, stop_grace=5.0)
     try:
@@ -114,6 +123,30 @@ def _replica_search(index, shard, replica, queries, k):
 
 
 # ---------------------------------------------------------------------------------------
+
+
+def test_face_search_imports_without_ray():
+    code = (
+        "import sys; sys.modules['ray'] = None\n"  # makes `import ray` fail
+        "import face_search, face_search.distributed as d\n"
+        "try:\n    d._ray()\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "needs ray" in out.stdout
+
+
+@pytest.mark.parametrize("cls", [ShardedIndex, LocalCluster, SearchResult], ids=lambda c: c.__name__)
+def test_every_public_member_is_documented(cls):
+    missing = [
+        name
+        for name, member in inspect.getmembers(cls)
+        if not name.startswith("_")
+        and (inspect.isfunction(member) or inspect.ismethod(member) or isinstance(member, property))
+        and not (member.__doc__ or "").strip()
+    ]
+    assert not missing
+    assert "Example" in distributed.__doc__ and "build_sharded(" in distributed.__doc__
 
 
 def test_build_writes_balanced_range_shards_and_a_manifest(linear_folders, faces):
