@@ -275,8 +275,6 @@ def main(argv=None) -> int:
                                latencies, batch_s, recall_at_k(ids, exact)))
     finally:
         survivors = cluster.stop()
-        if cluster.temp_dir:
-            shutil.rmtree(cluster.temp_dir, ignore_errors=True)
     if survivors:
         log(f"Ray processes left running: {survivors}")
         return 1

@@ -75,6 +75,7 @@ import bisect
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -104,8 +105,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 MANIFEST = "manifest.json"
 FORMAT = "face_search.sharded/1"
-# Engines whose index file can take added rows and deletions natively.
-_MUTABLE = {"hnsw"}
 # Queries at least this large go through the object store once (ray.put); smaller ones are
 # sent inline with each shard's call, which Ray does for small arguments anyway.
 _PUT_BYTES = 64 * 1024
@@ -327,6 +326,12 @@ def _load_deleted(folder: str, entry: dict) -> np.ndarray:
 # What runs on the cluster: build and change tasks, the shard server actor
 
 
+def _can_change(engine: str) -> bool:
+    """Whether the engine's index takes added rows and deletions (has ``add``/``delete``)."""
+    cls = face_search._CLASSES.get(engine)
+    return cls is not None and hasattr(cls, "add") and hasattr(cls, "delete")
+
+
 def _engine_class(engine: str):
     try:
         return face_search._CLASSES[engine]
@@ -415,7 +420,7 @@ class _ShardServer:
             "node": ray.get_runtime_context().get_node_id(),
             "pid": os.getpid(),
             "generation": generation,
-            "len": len(index) - (0 if type(index)._engine in _MUTABLE else len(deleted)),
+            "len": len(index) - (0 if _can_change(type(index)._engine) else len(deleted)),
         }
 
     def reload(self, generation: int) -> int:
@@ -553,6 +558,14 @@ def _as_vectors(vectors: Any, dim: Optional[int] = None) -> np.ndarray:
     return np.ascontiguousarray(v, dtype=np.float32)
 
 
+def _with_threads(engine: str, params: Dict[str, str], cpus: float) -> Dict[str, str]:
+    """``params`` with ``threads`` set to the CPUs a build task has, for engines that take a
+    ``threads`` parameter and when the caller did not set it."""
+    if "threads" not in params and "threads" in face_search.engines()[engine]["params"]:
+        params["threads"] = str(max(1, int(cpus)))
+    return params
+
+
 def _str_params(params: Optional[dict]) -> Dict[str, str]:
     return face_search._params(dict(params or {}))
 
@@ -618,9 +631,7 @@ def build_sharded(
             old = None
     generation = (old["generation"] + 1) if old else 0
     sparams = _str_params(params)
-    build_params = dict(sparams)
-    if engine == "hnsw" and "threads" not in build_params:
-        build_params["threads"] = str(max(1, int(build_cpus)))
+    build_params = _with_threads(engine, dict(sparams), build_cpus)
     bounds = [i * n // shards for i in range(shards + 1)]
     ref = ray.put(v)
     task = _remote("build").options(num_cpus=build_cpus, max_retries=1)
@@ -929,8 +940,8 @@ class ShardedIndex:
 
     @knob.setter
     def knob(self, value: Optional[int]) -> None:
-        if value is not None and int(value) <= 0 and self.engine == "hnsw":
-            raise ValueError(f"ef must be positive, not {value}")
+        if value is not None and int(value) < 0:
+            raise ValueError(f"the knob must not be negative, not {value}")
         self._knob = None if value is None else int(value)
 
     def placement(self) -> List[List[str]]:
@@ -1208,7 +1219,7 @@ class ShardedIndex:
             m = self._manifest
             last = m["shards"][-1]
             generation = m["generation"] + 1
-            if m["engine"] in _MUTABLE and last["engine"] in _MUTABLE:
+            if _can_change(m["engine"]) and _can_change(last["engine"]):
                 s = last["shard"]
                 local = list(range(last["count"], last["count"] + len(v)))
                 entry = dict(last)
@@ -1243,10 +1254,7 @@ class ShardedIndex:
                 "generation": generation,
             }
             _save_array(os.path.join(self._folder, entry["labels"]), lab)
-            ray = _ray()
-            params = dict(m.get("params") or {})
-            if m["engine"] == "hnsw" and "threads" not in params:
-                params["threads"] = "1"
+            params = _with_threads(m["engine"], dict(m.get("params") or {}), 1)
             ref = _remote("build").options(num_cpus=1, max_retries=1).remote(
                 v, 0, len(v), m["engine"], params, os.path.join(self._folder, entry["file"])
             )
@@ -1284,7 +1292,7 @@ class ShardedIndex:
             for s, local in sorted(by_shard.items()):
                 old = shards[s]
                 entry = dict(old, generation=generation)
-                if old["engine"] in _MUTABLE:
+                if _can_change(old["engine"]):
                     entry["file"] = _shard_file(s, generation, old["engine"])
                     info = self._run_change(
                         os.path.join(self._folder, old["file"]),
@@ -1385,11 +1393,13 @@ class LocalCluster:
     SIGTERM, then SIGKILL after ``stop_grace`` seconds.
 
     Every address given to Ray is 127.0.0.1 (Ray itself advertises the machine's own address
-    for its nodes). ``temp_dir`` (default: a new folder under the system's temp folder) gets
-    one sub-folder per node (``0`` is the head) and the ``ray start`` logs; Ray's Unix socket
-    paths must stay under 107 characters, so a ``temp_dir`` longer than 38 characters is
-    replaced by a short folder under /tmp. ``object_store_bytes`` is each node's object
-    store (at least 75 MB).
+    for its nodes). ``temp_dir`` (default: a new folder under /tmp) gets one sub-folder per
+    node, each node's ``--temp-dir`` (``0`` is the head; Ray accepts a temp dir per node), and
+    the ``ray start`` logs (``node0.log``...); :meth:`stop` removes them (and ``temp_dir`` if
+    :meth:`start` made it) unless ``keep_logs`` or a process survived. Ray's Unix socket paths
+    must stay under 107 characters, so a ``temp_dir`` longer than 38 characters is replaced
+    by a short folder under /tmp. ``object_store_bytes`` is each node's object store (at
+    least 75 MB).
 
     Example::
 
@@ -1407,6 +1417,7 @@ class LocalCluster:
         start_timeout: float = 120.0,
         stop_grace: float = 5.0,
         connect: bool = True,
+        keep_logs: bool = False,
     ):
         if nodes < 1:
             raise ValueError("nodes must be at least 1")
@@ -1416,6 +1427,8 @@ class LocalCluster:
         self.start_timeout = start_timeout
         self.stop_grace = stop_grace
         self.connect = connect
+        self.keep_logs = keep_logs
+        self._created_root = False
         self._temp_arg = None if temp_dir is None else os.path.abspath(os.fspath(temp_dir))
         self.temp_dir: Optional[str] = None
         self.port: Optional[int] = None
@@ -1458,6 +1471,7 @@ class LocalCluster:
         root = self._temp_arg
         if root is None or len(root) > 38:
             root = tempfile.mkdtemp(prefix="fsray", dir="/tmp")
+        self._created_root = self._created_root or not os.path.exists(root)
         os.makedirs(root, exist_ok=True)
         self.temp_dir = root
         with socket.socket() as s:
@@ -1623,7 +1637,27 @@ class LocalCluster:
         self.survivors = self._living()
         if self.survivors:
             print(f"LocalCluster: pids still alive after SIGKILL: {self.survivors}", file=sys.stderr)
+        elif not self.keep_logs:
+            self._remove_temp()
         return self.survivors
+
+    def _remove_temp(self) -> None:
+        """Removes what :meth:`start` made in the temp dir: the nodes' folders and logs, and
+        the temp dir itself when it made it."""
+        if not self.temp_dir:
+            return
+        for i in range(self.nodes):
+            shutil.rmtree(os.path.join(self.temp_dir, str(i)), ignore_errors=True)
+        for log in self._logs:
+            try:
+                os.unlink(log)
+            except OSError:
+                pass
+        if self._created_root:
+            try:
+                os.rmdir(self.temp_dir)
+            except OSError:
+                pass
 
     def __enter__(self) -> "LocalCluster":
         return self.start()

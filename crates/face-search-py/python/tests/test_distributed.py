@@ -61,12 +61,11 @@ def cluster():
     finally:
         recorded = c.pids
         survivors = c.stop()
-        if c.temp_dir:
-            shutil.rmtree(c.temp_dir, ignore_errors=True)
     # The two `ray start` processes, GCS, two raylets and more were recorded, and none is left.
     assert len(recorded) >= 5, recorded
     assert survivors == [], f"Ray processes left running: {survivors}"
     assert c.alive_pids() == []
+    assert not temp.exists()  # its temp dirs and logs are gone too
 
 
 @pytest.fixture(scope="session")
