@@ -402,9 +402,9 @@ class _ShardServer:
 
     def _current(self, generation: int, knob: Optional[int]):
         state = self._state
-        if state[0] != generation:
+        if state[0] < generation:  # a change this replica has not loaded yet
             with self._lock:
-                if self._state[0] != generation:
+                if self._state[0] < generation:
                     self._load(generation)
             state = self._state
         index = state[1]
@@ -424,8 +424,9 @@ class _ShardServer:
         }
 
     def reload(self, generation: int) -> int:
+        """Loads the shard's files of ``generation`` (or newer) from the manifest."""
         with self._lock:
-            if self._state[0] != generation:
+            if self._state[0] < generation:
                 self._load(generation)
         return self._state[0]
 
@@ -742,7 +743,8 @@ class ShardedIndex:
         self._labels: Dict[int, Tuple[int, np.ndarray]] = {}
         self._nodes: List[str] = []
         self.failovers = 0
-        """How many times a shard's part of a call went to another replica."""
+        """How many times a replica failed a call (died, raised a shard error or did not
+        answer in time); its shard's part then went to another replica if one was left."""
         self._closed = False
 
     # -- opening and closing -------------------------------------------------------------
@@ -1025,113 +1027,22 @@ class ShardedIndex:
     def _fanout(self, method: str, args: Tuple, shards: Sequence[int], allow_partial: bool) -> Tuple[Dict[int, Any], List[int]]:
         """Calls ``method(*args, generation, knob)`` on one replica of every shard in
         ``shards``, moving a shard's part to another replica when one fails or does not
-        answer within the timeout. Returns ({shard: answer}, [shards that failed])."""
-        ray = _ray()
-        from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
-
+        answer within the timeout. Returns ({shard: answer}, [shards that failed]); raises
+        :class:`ShardUnavailableError` for a failed shard unless ``allow_partial``."""
         if self._closed:
             raise RuntimeError("the ShardedIndex is closed")
-        timeout = self._timeout
-        start = time.monotonic()
-        hard_deadline = start + timeout * (self._replicas + 1)
-        tried: Dict[int, set] = {s: set() for s in shards}
-        reasons: Dict[int, List[str]] = {s: [] for s in shards}
-        transient: Dict[int, bool] = {s: False for s in shards}
-        pending: Dict[Any, Tuple[int, int, float]] = {}
-        retry_at: Dict[int, float] = {}
-        results: Dict[int, Any] = {}
-        failed: List[int] = []
-        file_failed: set = set()
-
-        def submit(s: int) -> bool:
-            r = self._pick(s, tried[s])
-            if r is None:
-                return False
-            tried[s].add(r)
-            gen = self._manifest["shards"][s]["generation"]
-            try:
-                ref = getattr(self._actors[s][r], method).remote(*args, gen, self._knob)
-            except Exception as e:  # the handle itself failed
-                self._done(s, r, False)
-                reasons[s].append(f"replica {r}: {type(e).__name__}: {_short(str(e))}")
-                return submit(s)
-            pending[ref] = (s, r, min(time.monotonic() + timeout, hard_deadline))
-            return True
-
-        def give_up_or_retry(s: int) -> None:
-            if submit(s):
-                return
-            now = time.monotonic()
-            if transient[s] and now + 0.1 < hard_deadline:
-                # Every replica failed, some only for the moment (restarting): try again.
-                transient[s] = False
-                tried[s].clear()
-                retry_at[s] = now + 0.1
-            else:
-                failed.append(s)
-
-        for s in shards:
-            if not submit(s):
-                failed.append(s)
-        while pending or retry_at:
-            now = time.monotonic()
-            for s, t in list(retry_at.items()):
-                if t <= now:
-                    del retry_at[s]
-                    give_up_or_retry(s)
-            if not pending:
-                if retry_at:
-                    time.sleep(max(0.0, min(retry_at.values()) - time.monotonic()))
-                continue
-            wake = min(d for _, _, d in pending.values())
-            if retry_at:
-                wake = min(wake, min(retry_at.values()))
-            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=max(0.0, wake - now))
-            for ref in ready:
-                s, r, _ = pending.pop(ref)
-                try:
-                    results[s] = ray.get(ref, timeout=timeout)
-                    self._done(s, r, True)
-                    continue
-                except RayTaskError as e:
-                    cause = getattr(e, "cause", None)
-                    if not isinstance(cause, ShardError):
-                        self._done(s, r, True)
-                        self._cancel(pending)
-                        if isinstance(cause, BaseException):
-                            raise cause from None
-                        raise
-                    reason = f"replica {r}: {cause}"
-                    if isinstance(cause, ShardFileError):
-                        file_failed.add(s)
-                except RayError as e:
-                    if isinstance(e, ActorUnavailableError):
-                        transient[s] = True
-                    reason, is_file = _reason(r, e)
-                    if is_file:
-                        file_failed.add(s)
-                self._done(s, r, False)
-                reasons[s].append(reason)
-                with self._lock:
-                    self.failovers += 1
-                give_up_or_retry(s)
-            now = time.monotonic()
-            for ref, (s, r, d) in list(pending.items()):
-                if d <= now:
-                    del pending[ref]
-                    self._cancel({ref: None})
-                    self._done(s, r, False)
-                    reasons[s].append(f"replica {r}: no answer within {timeout:g} s")
-                    with self._lock:
-                        self.failovers += 1
-                    give_up_or_retry(s)
-        if failed and not allow_partial:
-            s = min(failed)
-            if s in file_failed:
+        call = _FanOut(self, method, args, shards)
+        try:
+            call.run()
+        finally:
+            call.abandon()
+        if call.failed and not allow_partial:
+            s = min(call.failed)
+            if s in call.file_failed:
                 path = os.path.join(self._folder, self._manifest["shards"][s]["file"])
-                raise ShardFileError(s, path, "; ".join(reasons[s]))
-            raise ShardUnavailableError(s, reasons[s])
-        return results, sorted(failed)
+                raise ShardFileError(s, path, "; ".join(call.reasons[s]))
+            raise ShardUnavailableError(s, call.reasons[s])
+        return call.results, sorted(call.failed)
 
     @staticmethod
     def _cancel(refs: Dict[Any, Any]) -> None:
@@ -1343,6 +1254,121 @@ class ShardedIndex:
         if refs:
             ray.wait(refs, num_returns=len(refs), timeout=self._timeout)
         _remove_files(self._folder, superseded, keep=_files_of(new))
+
+
+class _FanOut:
+    """One call of a :class:`ShardedIndex` to one replica of every shard: which replica each
+    shard's part went to, and what came back. Every replica gets ``timeout`` seconds; the
+    whole call gives up on a shard after ``timeout x (replicas + 1)`` seconds."""
+
+    def __init__(self, index: "ShardedIndex", method: str, args: Tuple, shards: Sequence[int]):
+        self.index = index
+        self.method = method
+        self.args = args
+        self.timeout = index._timeout
+        self.deadline = time.monotonic() + self.timeout * (index._replicas + 1)
+        self.tried: Dict[int, set] = {s: set() for s in shards}
+        self.reasons: Dict[int, List[str]] = {s: [] for s in shards}
+        self.transient: Dict[int, bool] = {s: False for s in shards}
+        self.pending: Dict[Any, Tuple[int, int, float]] = {}  # ref -> (shard, replica, deadline)
+        self.retry_at: Dict[int, float] = {}
+        self.results: Dict[int, Any] = {}
+        self.failed: List[int] = []
+        self.file_failed: set = set()
+        self.shards = list(shards)
+
+    def submit(self, s: int) -> bool:
+        """Sends shard ``s``'s part to a replica not tried yet; False when none is left."""
+        index = self.index
+        r = index._pick(s, self.tried[s])
+        if r is None:
+            return False
+        self.tried[s].add(r)
+        generation = index._manifest["shards"][s]["generation"]
+        try:
+            ref = getattr(index._actors[s][r], self.method).remote(*self.args, generation, index._knob)
+        except Exception as e:  # the handle itself failed
+            index._done(s, r, False)
+            self.reasons[s].append(f"replica {r}: {type(e).__name__}: {_short(str(e))}")
+            return self.submit(s)
+        self.pending[ref] = (s, r, min(time.monotonic() + self.timeout, self.deadline))
+        return True
+
+    def failure(self, s: int, r: int, reason: str) -> None:
+        """Replica ``r`` of shard ``s`` failed: another replica, a later round, or give up."""
+        self.index._done(s, r, False)
+        self.reasons[s].append(reason)
+        with self.index._lock:
+            self.index.failovers += 1
+        if self.submit(s):
+            return
+        now = time.monotonic()
+        if self.transient[s] and now + 0.1 < self.deadline:
+            # Every replica failed, some only for the moment (restarting): try them again.
+            self.transient[s] = False
+            self.tried[s].clear()
+            self.retry_at[s] = now + 0.1
+        else:
+            self.failed.append(s)
+
+    def run(self) -> None:
+        """Sends every shard's part and waits until each has an answer or has failed."""
+        ray = _ray()
+        from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
+
+        for s in self.shards:
+            if not self.submit(s):
+                self.failed.append(s)
+        while self.pending or self.retry_at:
+            now = time.monotonic()
+            for s, t in list(self.retry_at.items()):
+                if t <= now:
+                    del self.retry_at[s]
+                    if not self.submit(s):
+                        self.failed.append(s)
+            wake = min([d for _, _, d in self.pending.values()] + list(self.retry_at.values()) or [now])
+            if not self.pending:
+                time.sleep(max(0.0, wake - now))
+                continue
+            ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=max(0.0, wake - now))
+            for ref in ready:
+                s, r, _ = self.pending.pop(ref)
+                try:
+                    self.results[s] = ray.get(ref, timeout=self.timeout)
+                    self.index._done(s, r, True)
+                    continue
+                except RayTaskError as e:
+                    cause = getattr(e, "cause", None)
+                    if not isinstance(cause, ShardError):
+                        # The caller's error (a bad query), raised as the actor raised it.
+                        self.index._done(s, r, True)
+                        if isinstance(cause, BaseException):
+                            raise cause from None
+                        raise
+                    reason = f"replica {r}: {cause}"
+                    if isinstance(cause, ShardFileError):
+                        self.file_failed.add(s)
+                except RayError as e:
+                    if isinstance(e, ActorUnavailableError):
+                        self.transient[s] = True
+                    reason, is_file = _reason(r, e)
+                    if is_file:
+                        self.file_failed.add(s)
+                self.failure(s, r, reason)
+            now = time.monotonic()
+            for ref, (s, r, d) in list(self.pending.items()):
+                if d <= now:
+                    del self.pending[ref]
+                    ShardedIndex._cancel({ref: None})
+                    self.failure(s, r, f"replica {r}: no answer within {self.timeout:g} s")
+
+    def abandon(self) -> None:
+        """Calls still pending when the call ends early (an error raised, Ctrl-C): cancelled,
+        and not counted against their replicas."""
+        for s, r, _ in self.pending.values():
+            self.index._done(s, r, True)
+        ShardedIndex._cancel(self.pending)
+        self.pending = {}
 
 
 def _reason(r: int, e: BaseException) -> Tuple[str, bool]:

@@ -15,6 +15,7 @@ import inspect
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -279,6 +280,25 @@ def test_a_replica_killed_during_queries_changes_no_answer(linear_folders, faces
             ray.get(killed.ready.remote(), timeout=30)
         ids, scores = index.search(q, 5)
         np.testing.assert_array_equal(ids, want_ids)
+
+
+def test_a_frozen_replica_is_given_up_after_the_timeout(linear_folders, faces, exact):
+    """A replica whose process is stopped (SIGSTOP) answers nothing: after ``timeout``
+    seconds its part goes to the other replica, and the query still answers."""
+    queries = faces[2]
+    want_ids, _ = exact.search(queries, 5)
+    with ShardedIndex.open(linear_folders[2], replicas=2, timeout=2) as index:
+        pid = ray.get(index._actors[0][0].ready.remote(), timeout=30)["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for _ in range(3):  # round-robin reaches the frozen replica within two calls
+                t = time.monotonic()
+                ids, _ = index.search(queries, 5)
+                np.testing.assert_array_equal(ids, want_ids)
+                assert time.monotonic() - t < 10
+            assert index.failovers >= 1
+        finally:
+            os.kill(pid, signal.SIGCONT)
 
 
 def test_a_shard_without_live_replicas_fails_or_answers_marked_partial(linear_folders, faces):
