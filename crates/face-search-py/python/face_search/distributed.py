@@ -1425,7 +1425,9 @@ class LocalCluster:
     :meth:`start` made it) unless ``keep_logs`` or a process survived. Ray's Unix socket paths
     must stay under 107 characters, so a ``temp_dir`` longer than 38 characters is replaced
     by a short folder under /tmp. ``object_store_bytes`` is each node's object store (at
-    least 75 MB).
+    least 75 MB). The ``ray start`` processes are also asked to end with the thread that
+    started them (``PR_SET_PDEATHSIG``), so a killed run leaves no node behind: start the
+    cluster from a thread that outlives it (the main thread).
 
     Example::
 
