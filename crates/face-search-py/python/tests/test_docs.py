@@ -8,7 +8,7 @@ import pydoc
 import pytest
 
 import face_search
-from face_search import annoy, hnswlib
+from face_search import annoy, distributed, hnswlib
 
 MODULES = [face_search, hnswlib, annoy]
 CLASSES = [
@@ -17,6 +17,9 @@ CLASSES = [
     face_search.ForestIndex,
     hnswlib.Index,
     annoy.AnnoyIndex,
+    distributed.ShardedIndex,
+    distributed.LocalCluster,
+    distributed.SearchResult,
 ]
 
 
@@ -37,6 +40,10 @@ def test_every_public_method_is_documented(cls):
         and not (member.__doc__ or "").strip()
     ]
     assert not missing, f"{cls.__qualname__}: no docstring for {missing}"
+
+
+def test_the_distributed_module_shows_how():
+    assert "Example" in distributed.__doc__ and "build_sharded(" in distributed.__doc__
 
 
 def test_help_reads_like_hnswlibs_docs():
