@@ -26,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from pagecache import evict, files_of, read_through
+
 EF = [10, 20, 40, 80, 100, 200, 400]
 SEARCH_K = [100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 400000]
 M, EF_CONSTRUCTION, EF_DEFAULT, TREES = 48, 200, 100, 20
@@ -101,29 +103,6 @@ rss_before = rss("VmRSS:")
 
 cache = os.path.join(a.results, "peers")
 os.makedirs(cache, exist_ok=True)
-
-
-def evict(path):
-    """Drops the file's pages from the page cache (a directory: every file in it)."""
-    for f in files_of(path):
-        fd = os.open(f, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
-def files_of(path):
-    if os.path.isdir(path):
-        return [os.path.join(r, f) for r, _, fs in os.walk(path) for f in sorted(fs)]
-    return [path]
-
-
-def read_through(path):
-    for f in files_of(path):
-        with open(f, "rb", buffering=0) as fh:
-            while fh.read(1 << 20):
-                pass
 
 
 def read_cold_seconds(path):

@@ -42,6 +42,7 @@ import hnswlib
 import face_search
 from face_search import annoy as fs_annoy
 from face_search import hnswlib as fs_hnswlib
+from pagecache import evict, read_through
 
 K = 4
 
@@ -51,21 +52,6 @@ def newest(pattern: str) -> str:
     if not files:
         sys.exit(f"no file matches {pattern}: run `cargo xtask bench` / `cargo xtask peers` first")
     return files[-1]
-
-
-def evict(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
-def read_through(path: str) -> None:
-    with open(path, "rb", buffering=0) as f:
-        while f.read(1 << 20):
-            pass
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
