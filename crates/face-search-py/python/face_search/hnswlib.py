@@ -46,6 +46,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from . import _floats, _native
+from ._files import _atomic_write
 
 __all__ = ["Index"]
 
@@ -310,7 +311,8 @@ class Index:
             os.remove(stamp)
         self._e.save_foreign(path)
         self._e.save(path + _NATIVE)
-        _write_atomically(stamp, json.dumps(_stamp_of(path, self.space)))
+        text = json.dumps(_stamp_of(path, self.space))
+        _atomic_write(stamp, lambda f: f.write(text.encode()))
 
     def load_index(
         self, path_to_index: str, max_elements: int = 0, allow_replace_deleted: bool = False
@@ -369,17 +371,6 @@ def _open_native_copy(path: str, dim: int, space: str) -> Optional[_native.Engin
     except (OSError, ValueError):
         return None
     return e if e.name == "hnsw" and e.dim == dim else None
-
-
-def _write_atomically(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _threads(num_threads: int, default: int) -> int:
