@@ -5,29 +5,13 @@
 use std::error::Error;
 use std::process::{Command, Stdio};
 
-use bench_runner::{BenchFile, DistributedPoint, distributed_table};
+use bench_runner::{DistributedPoint, distributed_table};
 
 use crate::cli::DistributedArgs;
-use crate::peers::workspace_root;
+use crate::peers::{bench_file_for, workspace_root};
 
 pub fn run(args: &DistributedArgs) -> Result<(), Box<dyn Error>> {
-    let mut doc = BenchFile::read(&args.json).map_err(|e| {
-        format!(
-            "{e}: run `cargo xtask bench --json {}` first",
-            args.json.display()
-        )
-    })?;
-    let on_disk = std::fs::read_to_string(args.results.join("dataset.key")).unwrap_or_default();
-    if on_disk != doc.dataset_key {
-        return Err(format!(
-            "{} is about dataset {}, but {} holds {on_disk:?}: run the bench again with the \
-             same --results and --json",
-            args.json.display(),
-            doc.dataset_key,
-            args.results.display()
-        )
-        .into());
-    }
+    let mut doc = bench_file_for(&args.results, &args.json)?;
     let root = workspace_root();
     eprintln!("building the face_search Python package into target/pyenv...");
     let install = Command::new("bash")

@@ -25,26 +25,8 @@ pub fn run(args: &PeersArgs) -> Result<(), Box<dyn Error>> {
             .into());
         }
     }
-    if !args.json.exists() {
-        return Err(format!(
-            "{} is missing: run `cargo xtask bench --json {}` first",
-            args.json.display(),
-            args.json.display()
-        )
-        .into());
-    }
-    let mut doc = BenchFile::read(&args.json)?;
+    let mut doc = bench_file_for(&args.results, &args.json)?;
     let key = doc.dataset_key.clone();
-    let on_disk = std::fs::read_to_string(args.results.join("dataset.key")).unwrap_or_default();
-    if on_disk != key {
-        return Err(format!(
-            "{} is about dataset {key}, but {} holds {on_disk}: run the bench again with the same \
-             --results and --json",
-            args.json.display(),
-            args.results.display()
-        )
-        .into());
-    }
     let k = doc.report.k;
 
     let root = workspace_root();
@@ -155,6 +137,32 @@ fn check_nightly() -> Result<(), Box<dyn Error>> {
         );
     }
     Ok(())
+}
+
+/// The bench's JSON `json`, checked to be about the dataset the bench wrote to `results` (its
+/// dataset.key): what `peers` and `distributed` merge their figures into.
+pub(crate) fn bench_file_for(results: &Path, json: &Path) -> Result<BenchFile, Box<dyn Error>> {
+    if !json.exists() {
+        return Err(format!(
+            "{} is missing: run `cargo xtask bench --json {}` first",
+            json.display(),
+            json.display()
+        )
+        .into());
+    }
+    let doc = BenchFile::read(json)?;
+    let on_disk = std::fs::read_to_string(results.join("dataset.key")).unwrap_or_default();
+    if on_disk != doc.dataset_key {
+        return Err(format!(
+            "{} is about dataset {}, but {} holds {on_disk:?}: run the bench again with the \
+             same --results and --json",
+            json.display(),
+            doc.dataset_key,
+            results.display()
+        )
+        .into());
+    }
+    Ok(doc)
 }
 
 pub(crate) fn workspace_root() -> PathBuf {
