@@ -368,9 +368,10 @@ pub struct BenchArgs {
     /// Build every index again even when a cached one matches.
     #[arg(long)]
     pub rebuild: bool,
-    /// How our engines open their index files: lazy (read pages as queries touch them),
-    /// background (the kernel reads the parts every query reads ahead, while the first
-    /// queries run) or eager (read those parts before the first query).
+    /// How our engines open their index files: auto (eager for a cold file, background for a
+    /// warm one), lazy (read pages as queries touch them), background (the kernel reads the
+    /// parts every query reads ahead, while the first queries run) or eager (read those parts
+    /// before the first query).
     #[arg(long, default_value_t = search_core::Warmup::default())]
     pub warmup: search_core::Warmup,
     /// Skip the cold-file measurements (each index file evicted from the page cache, then

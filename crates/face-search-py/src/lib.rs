@@ -254,9 +254,9 @@ impl PyEngine {
     }
 
     /// Opens an index file of ours (the engine is read from its header; an Annoy file opens
-    /// as a forest), memory-mapped; `warmup` is lazy, background or eager.
+    /// as a forest), memory-mapped; `warmup` is auto, lazy, background or eager.
     #[staticmethod]
-    #[pyo3(signature = (path, warmup="background"))]
+    #[pyo3(signature = (path, warmup="auto"))]
     fn open(py: Python<'_>, path: PathBuf, warmup: &str) -> PyResult<Self> {
         let warmup: Warmup = warmup.parse().map_err(value_err)?;
         let e = py

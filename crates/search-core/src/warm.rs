@@ -16,7 +16,7 @@ use memmap2::{Advice, Mmap};
 ///
 /// ```
 /// use search_core::Warmup;
-/// assert_eq!(Warmup::default(), Warmup::Background);
+/// assert_eq!(Warmup::default(), Warmup::Auto);
 /// assert_eq!("eager".parse::<Warmup>(), Ok(Warmup::Eager));
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -25,12 +25,17 @@ pub enum Warmup {
     /// microseconds; the first queries on a cold file pay a disk read per page they touch.
     Lazy,
     /// Ask the kernel to read the hot parts (graph, codes, tree nodes) in the background and
-    /// return at once: the first query runs while they arrive. The default.
-    #[default]
+    /// return at once: the first query runs while they arrive.
     Background,
     /// Read the hot parts in before returning: opening takes about as long as reading them,
     /// and then every query runs at full speed.
     Eager,
+    /// [`Warmup::Eager`] when most of the hot parts are not in memory (a cold file: one
+    /// sequential read of them gives the first answer sooner than the query's page faults
+    /// racing the read-ahead), [`Warmup::Background`] otherwise (a warm file opens in
+    /// microseconds). The default.
+    #[default]
+    Auto,
 }
 
 impl std::str::FromStr for Warmup {
@@ -41,8 +46,9 @@ impl std::str::FromStr for Warmup {
             "lazy" => Ok(Warmup::Lazy),
             "background" => Ok(Warmup::Background),
             "eager" => Ok(Warmup::Eager),
+            "auto" => Ok(Warmup::Auto),
             _ => Err(format!(
-                "unknown warm-up {s:?}: expected lazy, background or eager"
+                "unknown warm-up {s:?}: expected auto, lazy, background or eager"
             )),
         }
     }
@@ -54,6 +60,7 @@ impl std::fmt::Display for Warmup {
             Warmup::Lazy => "lazy",
             Warmup::Background => "background",
             Warmup::Eager => "eager",
+            Warmup::Auto => "auto",
         })
     }
 }
@@ -96,13 +103,18 @@ pub fn warm(map: &Mmap, hot: &[(Range<usize>, Access)], mode: Warmup) {
         .collect();
     pages.sort_by_key(|(r, _)| r.start);
     let _ = map.advise(Advice::Random);
+    let mode = match mode {
+        Warmup::Auto if mostly_resident(map, &pages, page) => Warmup::Background,
+        Warmup::Auto => Warmup::Eager,
+        other => other,
+    };
     if mode == Warmup::Lazy {
         return;
     }
     for (r, access) in &pages {
         let r = r.start..r.end.min(len);
         match mode {
-            Warmup::Lazy => {}
+            Warmup::Lazy | Warmup::Auto => {}
             Warmup::Background => {
                 if *access == Access::Scan {
                     let _ = map.advise_range(Advice::Sequential, r.start, r.len());
@@ -146,6 +158,58 @@ pub fn read_ahead(map: &Mmap, ranges: &[Range<usize>]) {
     if let Some(c) = current {
         flush(c);
     }
+}
+
+/// Pages [`mostly_resident`] asks about: asking about every page of a large index costs
+/// milliseconds (about 40 ns a page), a sample of them a few microseconds each.
+const RESIDENCY_SAMPLES: usize = 128;
+
+/// Whether at least 90% of a sample of the pages of `ranges` (page-aligned) are in memory.
+/// Unknown (`mincore` refused, not Linux) counts as resident, so that opening never reads
+/// eagerly by mistake on a platform that cannot tell.
+#[cfg(target_os = "linux")]
+fn mostly_resident(map: &Mmap, ranges: &[(Range<usize>, Access)], page: usize) -> bool {
+    let spans: Vec<Range<usize>> = ranges
+        .iter()
+        .map(|(r, _)| r.start..r.end.min(map.len()))
+        .filter(|r| r.start < r.end)
+        .collect();
+    let pages: usize = spans.iter().map(|r| r.len().div_ceil(page)).sum();
+    if pages == 0 {
+        return true;
+    }
+    let step = pages.div_ceil(RESIDENCY_SAMPLES);
+    let (mut asked, mut resident) = (0usize, 0usize);
+    let mut skip = 0;
+    for r in &spans {
+        let mut offset = r.start + skip * page;
+        while offset < r.end {
+            let mut flag = 0u8;
+            // SAFETY: `offset` is a page-aligned offset inside the live mapping, one page of it
+            // is mapped (or fewer bytes at the end, which mincore rounds to the page), and
+            // `flag` holds the one byte its answer needs.
+            let rc = unsafe {
+                libc::mincore(
+                    map.as_ptr().add(offset) as *mut libc::c_void,
+                    page.min(r.end - offset),
+                    &mut flag,
+                )
+            };
+            if rc != 0 {
+                return true;
+            }
+            asked += 1;
+            resident += usize::from(flag & 1 == 1);
+            offset += step * page;
+        }
+        skip = (offset - r.end).div_ceil(page);
+    }
+    resident * 10 >= asked * 9
+}
+
+#[cfg(not(target_os = "linux"))]
+fn mostly_resident(_: &Mmap, _: &[(Range<usize>, Access)], _: usize) -> bool {
+    true
 }
 
 /// Reads the pages of `r` in with `MADV_POPULATE_READ` (Linux 5.14 on); false if refused.
@@ -194,7 +258,7 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
         file.write_all(&data).unwrap();
-        for mode in [Warmup::Lazy, Warmup::Background, Warmup::Eager] {
+        for mode in [Warmup::Lazy, Warmup::Background, Warmup::Eager, Warmup::Auto] {
             let map = crate::map_file(file.path()).unwrap();
             let hot = [
                 (100..9_000, Access::Scan),
@@ -204,6 +268,39 @@ mod tests {
             warm(&map, &hot, mode);
             assert_eq!(&map[..], &data[..], "{mode}");
         }
+    }
+
+    /// `Auto` must tell a file in memory from one that is not: the choice between opening in
+    /// microseconds and reading the hot parts first rests on it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn residency_tells_a_warm_file_from_an_evicted_one() {
+        use std::os::fd::AsRawFd;
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(&vec![3u8; 64 * page_size()]).unwrap();
+        file.as_file().sync_all().unwrap();
+        let whole = [(0..64 * page_size(), Access::Random)];
+        let map = crate::map_file(file.path()).unwrap();
+        touch(&map, page_size());
+        assert!(mostly_resident(&map, &whole, page_size()));
+        drop(map);
+        // SAFETY: a valid open descriptor; the advice has no memory-safety effect.
+        let rc = unsafe {
+            libc::posix_fadvise(file.as_file().as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED)
+        };
+        assert_eq!(rc, 0);
+        let map = crate::map_file(file.path()).unwrap();
+        // tmpfs keeps its pages whatever the advice: only a real disk file can be evicted.
+        let evicted = !mostly_resident(&map, &whole, page_size());
+        // SAFETY: a zeroed statfs is a valid output buffer for fstatfs on a valid descriptor.
+        let on_tmpfs = unsafe {
+            let mut st: libc::statfs = std::mem::zeroed();
+            libc::fstatfs(file.as_file().as_raw_fd(), &mut st) == 0
+                && st.f_type == libc::TMPFS_MAGIC
+        };
+        assert!(evicted || on_tmpfs, "an evicted file counted as resident");
+        warm(&map, &whole, Warmup::Auto);
+        assert!(mostly_resident(&map, &whole, page_size()), "auto read it in");
     }
 
     #[test]
@@ -220,7 +317,12 @@ mod tests {
 
     #[test]
     fn names_parse_back() {
-        for mode in [Warmup::Lazy, Warmup::Background, Warmup::Eager] {
+        for mode in [
+            Warmup::Lazy,
+            Warmup::Background,
+            Warmup::Eager,
+            Warmup::Auto,
+        ] {
             assert_eq!(mode.to_string().parse::<Warmup>(), Ok(mode));
         }
         assert!("soon".parse::<Warmup>().unwrap_err().contains("lazy"));

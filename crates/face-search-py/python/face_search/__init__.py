@@ -101,11 +101,13 @@ class _Index:
         return cls(native)
 
     @classmethod
-    def load(cls, path: PathLike, warmup: str = "background"):
+    def load(cls, path: PathLike, warmup: str = "auto"):
         """Opens an index saved by :meth:`save`, memory-mapped: only the header is read now,
         the rest as queries touch it. ``warmup`` says how the parts every query reads come
-        into memory: ``"lazy"`` (as queries need them), ``"background"`` (the kernel reads
-        them ahead, the default) or ``"eager"`` (read before returning)."""
+        into memory: ``"auto"`` (the default: read before returning when the file is not in
+        memory, else as ``"background"``), ``"lazy"`` (as queries need them),
+        ``"background"`` (the kernel reads them ahead while queries run) or ``"eager"``
+        (read before returning)."""
         native = _native.Engine.open(os.fspath(path), warmup)
         if native.name != cls._engine:
             raise FormatError(f"{os.fspath(path)}: holds a {native.name} index, not a {cls._engine} index")
@@ -249,7 +251,7 @@ class ForestIndex(_Index):
 _CLASSES = {c._engine: c for c in (LinearIndex, HnswIndex, ForestIndex)}
 
 
-def load(path: PathLike, warmup: str = "background") -> Union[LinearIndex, HnswIndex, ForestIndex]:
+def load(path: PathLike, warmup: str = "auto") -> Union[LinearIndex, HnswIndex, ForestIndex]:
     """Opens any index file of ours (the engine is read from the file's header; a file
     without our header is taken for an Annoy file)."""
     native = _native.Engine.open(os.fspath(path), warmup)

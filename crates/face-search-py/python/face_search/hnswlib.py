@@ -367,7 +367,7 @@ def _open_native_copy(path: str, dim: int, space: str) -> Optional[_native.Engin
             stamp = json.load(f)
         if stamp != _stamp_of(path, space):
             return None
-        e = _native.Engine.open(path + _NATIVE, "background")
+        e = _native.Engine.open(path + _NATIVE, "auto")
     except (OSError, ValueError):
         return None
     return e if e.name == "hnsw" and e.dim == dim else None

@@ -82,7 +82,7 @@ class ShardedIndex:
         *,
         knob: Optional[int] = None,
         timeout: float = 30.0,
-        warmup: str = "background",
+        warmup: str = "auto",
         num_cpus: float = 0.01,
         threads: int = 0,
         max_restarts: int = -1,
