@@ -258,7 +258,12 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
         file.write_all(&data).unwrap();
-        for mode in [Warmup::Lazy, Warmup::Background, Warmup::Eager, Warmup::Auto] {
+        for mode in [
+            Warmup::Lazy,
+            Warmup::Background,
+            Warmup::Eager,
+            Warmup::Auto,
+        ] {
             let map = crate::map_file(file.path()).unwrap();
             let hot = [
                 (100..9_000, Access::Scan),
@@ -300,7 +305,10 @@ mod tests {
         };
         assert!(evicted || on_tmpfs, "an evicted file counted as resident");
         warm(&map, &whole, Warmup::Auto);
-        assert!(mostly_resident(&map, &whole, page_size()), "auto read it in");
+        assert!(
+            mostly_resident(&map, &whole, page_size()),
+            "auto read it in"
+        );
     }
 
     #[test]
