@@ -101,9 +101,12 @@ impl FrameRef<'_> {
         out[self.dim..].fill(0.0);
         let w = n / 64;
         for flips in self.flips.chunks_exact(w) {
-            for (k, o) in out.iter_mut().enumerate() {
-                if flips[k / 64] >> (k % 64) & 1 == 1 {
-                    *o = -*o;
+            // Flip the sign bit of every component whose bit is set: branch-free, so the
+            // compiler vectorises it.
+            for (block, &bits) in out.chunks_exact_mut(64).zip(flips) {
+                for (k, o) in block.iter_mut().enumerate() {
+                    let sign = ((bits >> k) as u32 & 1) << 31;
+                    *o = f32::from_bits(o.to_bits() ^ sign);
                 }
             }
             hadamard(out);
