@@ -187,6 +187,7 @@ fn run_peer(
     let extras = RunExtras {
         sweep: args.sweep.then_some(&sweep),
         existing_index: None,
+        identification: None,
     };
     run_engine(workload, &run, &options, &extras)
 }
