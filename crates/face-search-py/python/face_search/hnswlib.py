@@ -361,13 +361,16 @@ def _stamp_of(path: str, space: str) -> dict:
 
 def _open_native_copy(path: str, dim: int, space: str) -> Optional[_native.Engine]:
     """The memory-mapped ``.fs`` copy that :meth:`Index.save_index` wrote beside ``path``,
-    when its stamp still matches both files; else None."""
+    when its stamp still matches both files; else None. Opened with background warm-up: a
+    drop-in caller loads and asks at hnswlib's small default ef at once, and one such query
+    touches few pages, so reading the graph first (``"auto"`` on a cold file) would only make
+    it wait."""
     try:
         with open(path + _STAMP) as f:
             stamp = json.load(f)
         if stamp != _stamp_of(path, space):
             return None
-        e = _native.Engine.open(path + _NATIVE, "auto")
+        e = _native.Engine.open(path + _NATIVE, "background")
     except (OSError, ValueError):
         return None
     return e if e.name == "hnsw" and e.dim == dim else None
