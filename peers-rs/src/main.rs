@@ -3,7 +3,7 @@
 //! same build / cold open / warm open / query / sweep measurements as our engines).
 //!
 //! ```text
-//! rust-peers PEER --results DIR --key KEY [--k 4] [--tau 0.35] [--min-seconds S] [--rebuild] [--sweep]
+//! rust-peers PEER --results DIR --key KEY [--k 4] [--tau 0.35] [--min-seconds S] [--rounds R] [--rebuild] [--sweep]
 //! PEER: hnswlib-rs | annoy-rs
 //! ```
 //!
@@ -51,12 +51,13 @@ struct Args {
     k: usize,
     tau: f32,
     min_seconds: f64,
+    rounds: usize,
     rebuild: bool,
     sweep: bool,
 }
 
 const USAGE: &str = "usage: rust-peers hnswlib-rs|annoy-rs --results DIR --key KEY [--k 4] \
-                     [--tau 0.35] [--min-seconds 0.5] [--rebuild] [--sweep]";
+                     [--tau 0.35] [--min-seconds 0.5] [--rounds 3] [--rebuild] [--sweep]";
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
@@ -68,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
         k: 4,
         tau: 0.35,
         min_seconds: 0.5,
+        rounds: 3,
         rebuild: false,
         sweep: false,
     };
@@ -91,6 +93,12 @@ fn parse_args() -> Result<Args, String> {
             }
             "--tau" => args.tau = number("--tau", value("--tau")?)? as f32,
             "--min-seconds" => args.min_seconds = number("--min-seconds", value("--min-seconds")?)?,
+            "--rounds" => {
+                let v = value("--rounds")?;
+                args.rounds = v.parse().ok().filter(|&r| r > 0).ok_or(format!(
+                    "--rounds: expected a whole number of at least 1, got {v:?}"
+                ))?;
+            }
             "--rebuild" => args.rebuild = true,
             "--sweep" => args.sweep = true,
             "-h" | "--help" => return Err(USAGE.into()),
@@ -196,6 +204,7 @@ fn run(args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let base = SweepSpec {
         min_seconds: args.min_seconds,
+        rounds: args.rounds,
         ..SweepSpec::default()
     };
     let (report, version, params) = match args.peer.as_str() {

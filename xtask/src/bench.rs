@@ -366,6 +366,7 @@ fn params_json(args: &BenchArgs) -> Value {
             "values": args.sweep_values,
             "stop_recall_search_k": args.sweep_stop_recall,
             "min_seconds": args.sweep_min_seconds,
+            "rounds": args.sweep_rounds,
             "threads_all": threads(args.threads),
         })),
     })
@@ -490,6 +491,7 @@ impl EnginePlan {
     fn sweep(&self, kind: &EngineKind, args: &BenchArgs) -> SweepSpec {
         let base = SweepSpec {
             min_seconds: args.sweep_min_seconds,
+            rounds: args.sweep_rounds.max(1),
             threads: args.threads,
             ..SweepSpec::default()
         };

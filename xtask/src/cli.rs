@@ -131,6 +131,9 @@ pub struct PeersArgs {
     /// Seconds each sweep point is timed for, at least (as the bench's --sweep-min-seconds).
     #[arg(long, default_value_t = 0.5)]
     pub sweep_min_seconds: f64,
+    /// Visits of the whole knob list (as the bench's --sweep-rounds).
+    #[arg(long, default_value_t = 3)]
+    pub sweep_rounds: usize,
     /// Also write report.html (with the peers) to this folder.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -338,6 +341,10 @@ pub struct BenchArgs {
     /// fastest pass counts, the one least disturbed on a shared machine).
     #[arg(long, default_value_t = 0.5)]
     pub sweep_min_seconds: f64,
+    /// Visits of the whole knob list: each point keeps its fastest pass over all of them, so
+    /// that a slow stretch of a shared machine does not land on one knob value alone.
+    #[arg(long, default_value_t = 3)]
+    pub sweep_rounds: usize,
     /// Threads of the "all threads" measurements (0: every core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
