@@ -28,7 +28,10 @@ import numpy as np
 
 from pagecache import evict, files_of, read_through
 
-EF = [10, 20, 40, 80, 100, 120, 150, 200, 300, 400, 600, 800]
+EF = [10, 20, 40, 80, 100, 120, 150, 200, 300, 400]
+# Swept after a peer's `values` only while its recall stays below --stop-recall: a 1M gallery
+# needs them, 100k does not.
+EF_FAR = [600, 800]
 SEARCH_K = [100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 400000]
 M, EF_CONSTRUCTION, EF_DEFAULT, TREES = 48, 200, 100, 20
 REFINE_K_FACTOR = 4
@@ -148,7 +151,7 @@ def peer_hnswlib():
         return ids
 
     return dict(version=getattr(hnswlib, "__version__", "?"), params=f"space=cosine M={M} ef_construction={EF_CONSTRUCTION}",
-                build=build, load=load, search=search, knob="ef", values=EF, default=EF_DEFAULT,
+                build=build, load=load, search=search, knob="ef", values=EF, more=EF_FAR, default=EF_DEFAULT,
                 set_knob=lambda i, v: i.set_ef(v))
 
 
@@ -239,7 +242,7 @@ def faiss_peer(kind):
               "sq8": f"IndexRefineFlat(IndexHNSWSQ QT_8bit M={M} efConstruction={EF_CONSTRUCTION}) k_factor={REFINE_K_FACTOR}"}[kind]
     peer = dict(version=faiss.__version__, params=params, build=build, load=load, search=search)
     if kind != "flat":
-        peer.update(knob="efSearch", values=EF, default=EF_DEFAULT, set_knob=set_knob)
+        peer.update(knob="efSearch", values=EF, more=EF_FAR, default=EF_DEFAULT, set_knob=set_knob)
     return peer
 
 
@@ -266,7 +269,7 @@ def usearch_peer(dtype):
         index.expansion_search = v
 
     return dict(version=usearch.__version__, params=f"metric=cos dtype={dtype} connectivity={M} expansion_add={EF_CONSTRUCTION}",
-                build=build, load=load, search=search, knob="expansion_search", values=EF,
+                build=build, load=load, search=search, knob="expansion_search", values=EF, more=EF_FAR,
                 default=EF_DEFAULT, set_knob=set_knob)
 
 
@@ -293,7 +296,7 @@ def symqg_peer():
                 # Its recall per ef is lower than the others': a finer grid where it crosses 0.99
                 # at 100k, and further out for 1M (0.90 at ef 400 there).
                 build=build, load=load, search=search, knob="ef",
-                values=sorted(set(EF + [110, 130, 1200, 1600])),
+                values=sorted(EF + [110, 130]), more=EF_FAR + [1200, 1600],
                 default=EF_DEFAULT, set_knob=set_knob)
 
 
@@ -334,7 +337,7 @@ def vsag_peer():
 
     return dict(version=getattr(pyvsag, "__version__", "?"),
                 params=f"hgraph sq8 + fp32 reorder, max_degree={M} ef_construction={EF_CONSTRUCTION} ip",
-                build=build, load=load, search=search, knob="ef_search", values=EF,
+                build=build, load=load, search=search, knob="ef_search", values=EF, more=EF_FAR,
                 default=EF_DEFAULT, set_knob=set_knob)
 
 
@@ -478,9 +481,12 @@ recall_at_k = recall_of(search(index, queries, K, THREADS))
 sweep = []
 # As the Rust side (bench-runner's SweepSpec::rounds): the knob list is visited --rounds times,
 # later rounds only the values the first measured, and each point keeps its fastest pass.
+values, more = peer.get("values", [None]), peer.get("more", [])
 for rnd in range(max(a.rounds, 1)):
-    for i, v in enumerate(peer.get("values", [None])):
+    for i, v in enumerate(values + more):
         if rnd > 0 and i >= len(sweep):
+            break
+        if rnd == 0 and i >= len(values) and sweep[-1]["recall_at_k"] >= a.stop_recall:
             break
         if v is not None:
             peer["set_knob"](index, v)

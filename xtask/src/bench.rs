@@ -491,7 +491,7 @@ impl EnginePlan {
     fn sweep(&self, kind: &EngineKind, args: &BenchArgs) -> SweepSpec {
         let base = SweepSpec {
             min_seconds: args.sweep_min_seconds,
-            rounds: args.sweep_rounds.max(1),
+            rounds: args.sweep_rounds,
             threads: args.threads,
             ..SweepSpec::default()
         };
