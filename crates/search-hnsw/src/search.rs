@@ -38,12 +38,23 @@ pub(crate) trait Links {
     fn neighbours(&self, id: u32, level: usize, out: &mut Vec<u32>);
 }
 
-/// Per-thread working memory of a walk: a visited list stamped with epochs (never cleared
-/// between walks) and the two heaps.
+/// Per-thread working memory of a walk: what it visited, the distances it computed (for
+/// construction) and the two heaps.
+///
+/// Construction keeps a stamp and a distance per node ([`Scratch::new`]): its walks reuse the
+/// distances to prune, and the stamps are never cleared between walks. A query keeps one bit
+/// per node ([`Scratch::for_queries`]), cleared before each walk: at a million nodes that is
+/// 128 KB, which stays in the core's cache where two bytes a node would not, and every
+/// neighbour the walk meets is checked against it.
 pub(crate) struct Scratch {
+    /// Construction: the epoch of the last walk that visited each node.
     visited: Vec<u16>,
-    /// The distance computed for each node visited by the current walk.
+    /// Queries: one bit per node, set when visited by the current walk.
+    seen: Vec<u64>,
+    /// Construction: the distance computed for each node visited by the current walk.
     dists: Vec<f32>,
+    /// Whether this scratch is construction's (stamps and distances) or a query's (bits).
+    record: bool,
     epoch: u16,
     candidates: BinaryHeap<Reverse<Cand>>,
     results: BinaryHeap<Cand>,
@@ -51,10 +62,27 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
+    /// Working memory for walks over `n` nodes that keep their distances (construction).
     pub fn new(n: usize) -> Self {
         Scratch {
             visited: vec![0; n],
+            seen: Vec::new(),
             dists: vec![0.0; n],
+            record: true,
+            epoch: 0,
+            candidates: BinaryHeap::new(),
+            results: BinaryHeap::new(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Working memory for query walks over `n` nodes: visited bits, no distances.
+    pub fn for_queries(n: usize) -> Self {
+        Scratch {
+            visited: Vec::new(),
+            seen: vec![0; n.div_ceil(64)],
+            dists: Vec::new(),
+            record: false,
             epoch: 0,
             candidates: BinaryHeap::new(),
             results: BinaryHeap::new(),
@@ -64,36 +92,60 @@ impl Scratch {
 
     /// Starts a new walk over a graph of `n` nodes.
     fn reset(&mut self, n: usize) {
-        if self.visited.len() < n {
-            self.visited.resize(n, 0);
-            self.dists.resize(n, 0.0);
-        }
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.visited.iter_mut().for_each(|v| *v = 0);
-            self.epoch = 1;
+        if self.record {
+            if self.visited.len() < n {
+                self.visited.resize(n, 0);
+                self.dists.resize(n, 0.0);
+            }
+            self.epoch = self.epoch.wrapping_add(1);
+            if self.epoch == 0 {
+                self.visited.iter_mut().for_each(|v| *v = 0);
+                self.epoch = 1;
+            }
+        } else {
+            let words = n.div_ceil(64);
+            self.seen.truncate(words);
+            self.seen.fill(0);
+            self.seen.resize(words, 0);
         }
         self.candidates.clear();
         self.results.clear();
     }
 
-    /// The distance the last walk computed for node `id`, if it visited it and computed it.
+    /// The distance the last walk computed for node `id`, if it visited it and computed it
+    /// (construction only).
     #[inline]
     pub fn known(&self, id: u32) -> Option<f32> {
-        (self.visited.get(id as usize) == Some(&self.epoch))
+        (self.record && self.visited.get(id as usize) == Some(&self.epoch))
             .then(|| self.dists[id as usize])
             .filter(|d| d.is_finite())
+    }
+
+    /// Keeps the distance of node `id` when this scratch records them.
+    #[inline]
+    fn note(&mut self, id: u32, d: f32) {
+        if self.record {
+            self.dists[id as usize] = d;
+        }
     }
 
     /// Marks `id` visited; true when it was not yet.
     #[inline]
     fn visit(&mut self, id: u32) -> bool {
-        let v = &mut self.visited[id as usize];
-        if *v == self.epoch {
-            false
+        if self.record {
+            let v = &mut self.visited[id as usize];
+            if *v == self.epoch {
+                false
+            } else {
+                *v = self.epoch;
+                true
+            }
         } else {
-            *v = self.epoch;
-            true
+            let (w, bit) = (id as usize / 64, 1u64 << (id % 64));
+            let word = &mut self.seen[w];
+            let fresh = *word & bit == 0;
+            *word |= bit;
+            fresh
         }
     }
 }
@@ -183,7 +235,7 @@ pub(crate) fn search_layer<L: Links>(
     s.reset(links.len());
     let mut buf = std::mem::take(&mut s.buf);
     s.visit(entry.id);
-    s.dists[entry.id as usize] = entry.d;
+    s.note(entry.id, entry.d);
     let mut bound = f32::INFINITY;
     if keep(entry.id) {
         s.results.push(entry);
@@ -218,7 +270,7 @@ pub(crate) fn search_layer<L: Links>(
                     buf[kept] = n;
                     kept += 1;
                 } else {
-                    s.dists[n as usize] = f32::INFINITY;
+                    s.note(n, f32::INFINITY);
                 }
             }
             buf.truncate(kept);
@@ -231,7 +283,7 @@ pub(crate) fn search_layer<L: Links>(
                 prefetch(next);
             }
             let d = dist(n);
-            s.dists[n as usize] = d;
+            s.note(n, d);
             if s.results.len() < ef || d < bound {
                 s.candidates.push(Reverse(Cand { d, id: n }));
                 if keep(n) {
@@ -250,4 +302,41 @@ pub(crate) fn search_layer<L: Links>(
     out.clear();
     out.extend(s.results.drain());
     out.sort_unstable();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_scratches_forget_each_walk_and_follow_the_graph_size() {
+        for mut s in [Scratch::new(10), Scratch::for_queries(10)] {
+            for n in [10, 130, 3, 200, 64] {
+                for _ in 0..3 {
+                    s.reset(n);
+                    for id in (0..n as u32).step_by(3) {
+                        assert!(s.visit(id), "{id} of {n} fresh");
+                        assert!(!s.visit(id), "{id} of {n} seen");
+                    }
+                    for id in (1..n as u32).step_by(3) {
+                        assert!(s.visit(id), "{id} of {n} untouched this walk");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_construction_remembers_distances() {
+        let mut build = Scratch::new(8);
+        let mut query = Scratch::for_queries(8);
+        for s in [&mut build, &mut query] {
+            s.reset(8);
+            s.visit(5);
+            s.note(5, 0.25);
+        }
+        assert_eq!(build.known(5), Some(0.25));
+        assert_eq!(build.known(4), None);
+        assert_eq!(query.known(5), None);
+    }
 }

@@ -49,23 +49,16 @@ impl HnswIndex {
         let dot = DOT_I8.best().kernels;
         let code = |j: u32| &codes[j as usize * cs..(j as usize + 1) * cs];
         let int8 = |j: u32| -(qs * scales[j as usize] * dot(&qc, code(j)) as f32);
+        // A row's scale lives apart from it: load both ahead.
+        let pre = |j: u32| {
+            prefetch(code(j).as_ptr().cast(), cs);
+            if let Some(s) = scales.get(j as usize) {
+                prefetch((s as *const f32).cast(), 4);
+            }
+        };
         let mut out = match v.signs {
-            None => self.walk(
-                &v,
-                ef,
-                &int8,
-                &|j| prefetch(code(j).as_ptr().cast(), cs),
-                1,
-                &NoScreen,
-            ),
-            Some(signs) => self.walk(
-                &v,
-                ef,
-                &int8,
-                &|j| prefetch(code(j).as_ptr().cast(), cs),
-                2,
-                &SignScreen::new(signs, q),
-            ),
+            None => self.walk(&v, ef, &int8, &pre, 1, &NoScreen),
+            Some(signs) => self.walk(&v, ef, &int8, &pre, 2, &SignScreen::new(signs, q)),
         };
         for c in &mut out {
             c.d = exact(q, v.row(c.id));
@@ -92,7 +85,7 @@ impl HnswIndex {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop()
-            .unwrap_or_else(|| Scratch::new(v.meta.len));
+            .unwrap_or_else(|| Scratch::for_queries(v.meta.len));
         let mut cur = Cand {
             d: dist(v.meta.entry),
             id: v.meta.entry,
@@ -105,7 +98,8 @@ impl HnswIndex {
         // ef comes from the caller or the file: never size memory from it beyond the graph.
         let mut out = Vec::with_capacity(ef.min(v.meta.len));
         let bare = v.meta.deleted == 0;
-        let keep = |j: u32| v.is_live(j);
+        // Without deletions every node is live: no lookup (a cache miss on a large graph).
+        let keep = |j: u32| bare || v.is_live(j);
         search_layer(
             v, 0, cur, ef, bare, dist, &keep, pre, ahead, screen, &mut s, &mut out,
         );
