@@ -10,7 +10,7 @@ use search_kernels::{normalise, prefetch, quantize};
 
 use super::{HnswIndex, Space, View};
 use crate::search::{Cand, NoScreen, Scratch, Screen, greedy, search_layer};
-use crate::signs::SignScreen;
+use crate::signs::{QUERY_EPS0, SignScreen};
 
 impl HnswIndex {
     /// Checks a query and turns it into a padded row in the index's space.
@@ -58,7 +58,14 @@ impl HnswIndex {
         };
         let mut out = match v.signs {
             None => self.walk(&v, ef, &int8, &pre, 1, &NoScreen),
-            Some(signs) => self.walk(&v, ef, &int8, &pre, 2, &SignScreen::new(signs, q)),
+            Some(signs) => self.walk(
+                &v,
+                ef,
+                &int8,
+                &pre,
+                2,
+                &SignScreen::new(signs, q, QUERY_EPS0),
+            ),
         };
         for c in &mut out {
             c.d = exact(q, v.row(c.id));
