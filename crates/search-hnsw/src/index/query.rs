@@ -25,11 +25,13 @@ impl HnswIndex {
         Ok(q)
     }
 
-    /// The `ef` closest live nodes to the padded query `q`, closest first. The walk uses the
-    /// most compact distances the index keeps: one-bit codes to skip the neighbours that are
-    /// surely too far, int8 codes for the rest; f32 rows when it keeps neither. The results
-    /// are re-ranked with exact f32 distances.
-    pub(super) fn find(&self, q: &[f32], ef: usize) -> Vec<Cand> {
+    /// The closest live nodes to the padded query `q` among the `ef` its walk finds, closest
+    /// first, with exact distances: at least the `need` closest of them (all when `need ≥ ef`).
+    /// The walk uses the most compact distances the index keeps: one-bit codes to skip the
+    /// neighbours that are surely too far, int8 codes for the rest; f32 rows when it keeps
+    /// neither. The int8 results are re-ranked with exact f32 distances, but only those whose
+    /// int8 distance, less its error bound, could still place them among the `need` closest.
+    pub(super) fn find(&self, q: &[f32], ef: usize, need: usize) -> Vec<Cand> {
         let v = self.view();
         let exact = v.meta.space.dist_fn();
         let Some((codes, scales)) = v.codes else {
@@ -67,11 +69,37 @@ impl HnswIndex {
                 &SignScreen::new(signs, q, QUERY_EPS0),
             ),
         };
-        for c in &mut out {
-            c.d = exact(q, v.row(c.id));
+        if need >= out.len() {
+            for c in &mut out {
+                c.d = exact(q, v.row(c.id));
+            }
+            out.sort_unstable();
+            return out;
         }
-        out.sort_unstable();
-        out
+        let slack = Int8Slack::new(&q[..v.meta.dim], qs);
+        // The `need` closest exact distances so far (a max-heap).
+        let mut best = std::collections::BinaryHeap::with_capacity(need + 1);
+        let mut kept = Vec::with_capacity(out.len());
+        for c in out {
+            let worst = best.peek().copied().unwrap_or(Cand {
+                d: f32::INFINITY,
+                id: u32::MAX,
+            });
+            if best.len() == need && c.d - slack.of(scales[c.id as usize]) > worst.d {
+                continue; // its exact distance is surely larger than the need-th's
+            }
+            let e = Cand {
+                d: exact(q, v.row(c.id)),
+                id: c.id,
+            };
+            kept.push(e);
+            best.push(e);
+            if best.len() > need {
+                best.pop();
+            }
+        }
+        kept.sort_unstable();
+        kept
     }
 
     /// Greedy descent through the upper layers, then a best-first search of layer 0.
@@ -133,7 +161,7 @@ impl HnswIndex {
     pub fn search_ef(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
         check_k(k)?;
         let q = self.prepare(query)?;
-        let mut found = self.find(&q, ef.max(k));
+        let mut found = self.find(&q, ef.max(k), k);
         found.truncate(k);
         Ok(self.hits(&found))
     }
@@ -150,7 +178,7 @@ impl HnswIndex {
         let live = self.meta.len - self.meta.deleted;
         let mut ef = self.meta.ef.max(32);
         loop {
-            let found = self.find(&q, ef);
+            let found = self.find(&q, ef, ef);
             let exhausted = found.len() < ef || ef >= live;
             if exhausted || found.last().is_some_and(|c| -c.d <= tau) {
                 let above: Vec<Cand> = found.into_iter().filter(|c| -c.d > tau).collect();
@@ -158,5 +186,33 @@ impl HnswIndex {
             }
             ef = (ef * 2).min(live);
         }
+    }
+}
+
+/// How far an int8 inner product `s_q·s_x·(c_q·c_x)` can be from the exact `q·x` of a query
+/// and a unit row, each rounded to codes with steps `s_q` and `s_x`: with `q = s_q·c_q + e`,
+/// `x = s_x·c_x + f`, `|eᵢ| ≤ s_q/2`, `|fᵢ| ≤ s_x/2`, the error `q·f + e·x − e·f` is at most
+/// `s_x/2·‖q‖₁ + s_q/2·‖x‖₁ + D·s_q·s_x/4`, and `‖x‖₁ ≤ √D` for a unit row.
+struct Int8Slack {
+    /// `‖q‖₁ / 2 + D·s_q / 4`: times `s_x`.
+    per_row_step: f32,
+    /// `s_q·√D / 2`, plus room for the f32 rounding of both sides.
+    fixed: f32,
+}
+
+impl Int8Slack {
+    fn new(q: &[f32], qs: f32) -> Self {
+        let d = q.len() as f32;
+        let l1: f32 = q.iter().map(|x| x.abs()).sum();
+        Int8Slack {
+            per_row_step: l1 / 2.0 + d * qs / 4.0,
+            fixed: qs * d.sqrt() / 2.0 + 1e-4,
+        }
+    }
+
+    /// The bound for a row quantised with step `s_x`.
+    #[inline]
+    fn of(&self, s_x: f32) -> f32 {
+        s_x * self.per_row_step + self.fixed
     }
 }

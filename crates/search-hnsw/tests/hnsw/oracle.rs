@@ -44,6 +44,20 @@ proptest! {
         }
     }
 
+    /// A search for the `k` best re-ranks only the candidates that can still be among them:
+    /// it must answer exactly as re-ranking all `ef` and keeping the first `k`.
+    #[test]
+    fn partial_rerank_keeps_the_exact_top_k(n in 1usize..1500, dim in 2usize..70, k in 1usize..10, ef in 1usize..80, seed in 0u64..1000) {
+        let gallery = random_vectors(n, dim, seed);
+        let queries = random_vectors(20, dim, seed + 3);
+        let index = HnswIndex::build(gallery.view(), &small_params(seed), &()).unwrap();
+        for q in queries.view().rows() {
+            let mut all = index.search_ef(q, ef.max(k), ef).unwrap();
+            all.truncate(k);
+            prop_assert_eq!(index.search_ef(q, k, ef).unwrap(), all);
+        }
+    }
+
     #[test]
     fn threshold_search_against_linear(n in 1usize..800, dim in 2usize..12, tau in -0.2f32..0.9, seed in 0u64..1000) {
         let gallery = random_vectors(n, dim, seed);
