@@ -41,21 +41,22 @@ pub(crate) trait Links {
 /// Per-thread working memory of a walk: what it visited, the distances it computed (for
 /// construction) and the two heaps.
 ///
-/// Construction keeps a stamp and a distance per node ([`Scratch::new`]): its walks reuse the
-/// distances to prune, and the stamps are never cleared between walks. A query keeps one bit
-/// per node ([`Scratch::for_queries`]), cleared before each walk: at a million nodes that is
-/// 128 KB, which stays in the core's cache where two bytes a node would not, and every
-/// neighbour the walk meets is checked against it.
+/// The visited list is one bit per node: at a million nodes 128 KB, which stays in the core's
+/// cache where a stamp per node would not, and every neighbour a walk meets is checked against
+/// it. Between walks only the words the last walk touched are cleared. Construction
+/// ([`Scratch::new`]) also keeps the distances its walk computed, with a second bit per node
+/// saying which, for the pruning that follows; a query ([`Scratch::for_queries`]) keeps none.
 pub(crate) struct Scratch {
-    /// Construction: the epoch of the last walk that visited each node.
-    visited: Vec<u16>,
-    /// Queries: one bit per node, set when visited by the current walk.
+    /// One bit per node, set when the current walk visited it.
     seen: Vec<u64>,
-    /// Construction: the distance computed for each node visited by the current walk.
+    /// The indices of the words of `seen` the current walk set a first bit in.
+    dirty: Vec<u32>,
+    /// Construction: one bit per node, set when the current walk computed its distance.
+    computed: Vec<u64>,
+    /// Construction: the distance computed for each node whose `computed` bit is set.
     dists: Vec<f32>,
-    /// Whether this scratch is construction's (stamps and distances) or a query's (bits).
+    /// Whether this scratch is construction's (distances kept) or a query's.
     record: bool,
-    epoch: u16,
     candidates: BinaryHeap<Reverse<Cand>>,
     results: BinaryHeap<Cand>,
     pub buf: Vec<u32>,
@@ -64,26 +65,22 @@ pub(crate) struct Scratch {
 impl Scratch {
     /// Working memory for walks over `n` nodes that keep their distances (construction).
     pub fn new(n: usize) -> Self {
-        Scratch {
-            visited: vec![0; n],
-            seen: Vec::new(),
-            dists: vec![0.0; n],
-            record: true,
-            epoch: 0,
-            candidates: BinaryHeap::new(),
-            results: BinaryHeap::new(),
-            buf: Vec::new(),
-        }
+        Self::with(n, true)
     }
 
-    /// Working memory for query walks over `n` nodes: visited bits, no distances.
+    /// Working memory for query walks over `n` nodes: no distances kept.
     pub fn for_queries(n: usize) -> Self {
+        Self::with(n, false)
+    }
+
+    fn with(n: usize, record: bool) -> Self {
+        let words = n.div_ceil(64);
         Scratch {
-            visited: Vec::new(),
-            seen: vec![0; n.div_ceil(64)],
-            dists: Vec::new(),
-            record: false,
-            epoch: 0,
+            seen: vec![0; words],
+            dirty: Vec::new(),
+            computed: if record { vec![0; words] } else { Vec::new() },
+            dists: if record { vec![0.0; n] } else { Vec::new() },
+            record,
             candidates: BinaryHeap::new(),
             results: BinaryHeap::new(),
             buf: Vec::new(),
@@ -92,61 +89,63 @@ impl Scratch {
 
     /// Starts a new walk over a graph of `n` nodes.
     fn reset(&mut self, n: usize) {
-        if self.record {
-            if self.visited.len() < n {
-                self.visited.resize(n, 0);
+        let words = n.div_ceil(64);
+        if self.seen.len() != words || self.dirty.len() > words / 8 {
+            // A new size, or most of the list touched: clear it all.
+            self.seen.clear();
+            self.seen.resize(words, 0);
+            if self.record {
+                self.computed.clear();
+                self.computed.resize(words, 0);
                 self.dists.resize(n, 0.0);
             }
-            self.epoch = self.epoch.wrapping_add(1);
-            if self.epoch == 0 {
-                self.visited.iter_mut().for_each(|v| *v = 0);
-                self.epoch = 1;
-            }
         } else {
-            let words = n.div_ceil(64);
-            self.seen.truncate(words);
-            self.seen.fill(0);
-            self.seen.resize(words, 0);
+            if self.record && self.dists.len() < n {
+                self.dists.resize(n, 0.0);
+            }
+            for &w in &self.dirty {
+                self.seen[w as usize] = 0;
+                if self.record {
+                    self.computed[w as usize] = 0;
+                }
+            }
         }
+        self.dirty.clear();
         self.candidates.clear();
         self.results.clear();
     }
 
-    /// The distance the last walk computed for node `id`, if it visited it and computed it
-    /// (construction only).
+    /// The distance the last walk computed for node `id`, if it computed one (construction
+    /// only).
     #[inline]
     pub fn known(&self, id: u32) -> Option<f32> {
-        (self.record && self.visited.get(id as usize) == Some(&self.epoch))
+        let (w, bit) = (id as usize / 64, 1u64 << (id % 64));
+        (self.record && self.computed.get(w).is_some_and(|c| c & bit != 0))
             .then(|| self.dists[id as usize])
-            .filter(|d| d.is_finite())
     }
 
-    /// Keeps the distance of node `id` when this scratch records them.
+    /// Keeps the distance of node `id`, visited by this walk, when this scratch records them.
     #[inline]
     fn note(&mut self, id: u32, d: f32) {
         if self.record {
             self.dists[id as usize] = d;
+            self.computed[id as usize / 64] |= 1 << (id % 64);
         }
     }
 
     /// Marks `id` visited; true when it was not yet.
     #[inline]
     fn visit(&mut self, id: u32) -> bool {
-        if self.record {
-            let v = &mut self.visited[id as usize];
-            if *v == self.epoch {
-                false
-            } else {
-                *v = self.epoch;
-                true
-            }
-        } else {
-            let (w, bit) = (id as usize / 64, 1u64 << (id % 64));
-            let word = &mut self.seen[w];
-            let fresh = *word & bit == 0;
-            *word |= bit;
-            fresh
+        let (w, bit) = (id as usize / 64, 1u64 << (id % 64));
+        let word = &mut self.seen[w];
+        if *word & bit != 0 {
+            return false;
         }
+        if *word == 0 {
+            self.dirty.push(w as u32);
+        }
+        *word |= bit;
+        true
     }
 }
 
@@ -269,8 +268,6 @@ pub(crate) fn search_layer<L: Links>(
                 if screen.may_pass(n, admit) {
                     buf[kept] = n;
                     kept += 1;
-                } else {
-                    s.note(n, f32::INFINITY);
                 }
             }
             buf.truncate(kept);
@@ -311,32 +308,30 @@ mod tests {
     #[test]
     fn both_scratches_forget_each_walk_and_follow_the_graph_size() {
         for mut s in [Scratch::new(10), Scratch::for_queries(10)] {
-            for n in [10, 130, 3, 200, 64] {
-                for _ in 0..3 {
+            // Sizes that change the number of words, and one (130 -> 140) that does not.
+            for n in [10, 130, 140, 3, 200, 64, 5000] {
+                for walk in 0..3 {
                     s.reset(n);
-                    for id in (0..n as u32).step_by(3) {
+                    // The first walks touch few words, the last most of them.
+                    let step = if walk == 2 { 1 } else { 3 };
+                    for id in (0..n as u32).step_by(step) {
                         assert!(s.visit(id), "{id} of {n} fresh");
                         assert!(!s.visit(id), "{id} of {n} seen");
+                        assert_eq!(s.known(id), None, "{id} of {n} not computed yet");
+                        s.note(id, id as f32);
                     }
-                    for id in (1..n as u32).step_by(3) {
-                        assert!(s.visit(id), "{id} of {n} untouched this walk");
+                    for id in (0..n as u32).step_by(step) {
+                        let want = s.record.then_some(id as f32);
+                        assert_eq!(s.known(id), want, "{id} of {n}");
+                    }
+                    if step == 3 {
+                        for id in (1..n as u32).step_by(3) {
+                            assert!(s.visit(id), "{id} of {n} untouched this walk");
+                            assert_eq!(s.known(id), None, "{id} of {n} not computed");
+                        }
                     }
                 }
             }
         }
-    }
-
-    #[test]
-    fn only_construction_remembers_distances() {
-        let mut build = Scratch::new(8);
-        let mut query = Scratch::for_queries(8);
-        for s in [&mut build, &mut query] {
-            s.reset(8);
-            s.visit(5);
-            s.note(5, 0.25);
-        }
-        assert_eq!(build.known(5), Some(0.25));
-        assert_eq!(build.known(4), None);
-        assert_eq!(query.known(5), None);
     }
 }
