@@ -486,8 +486,6 @@ for rnd in range(max(a.rounds, 1)):
     for i, v in enumerate(values + more):
         if rnd > 0 and i >= len(sweep):
             break
-        if rnd == 0 and i >= len(values) and sweep[-1]["recall_at_k"] >= a.stop_recall:
-            break
         if v is not None:
             peer["set_knob"](index, v)
         r, q1 = timed(1)
@@ -498,7 +496,9 @@ for rnd in range(max(a.rounds, 1)):
             continue
         sweep.append({"param": peer.get("knob", "exact"), "value": v or 0, "recall_at_k": r,
                       "qps_1t": q1, "qps_all": qa})
-        if peer.get("stop") and r >= a.stop_recall:
+        # Peers marked `stop` end the sweep at --stop-recall; every peer ends it there before
+        # its `more` values.
+        if r >= a.stop_recall and (peer.get("stop") or i + 1 >= len(values)):
             break
 for point in sweep:
     log(f"{point['param']}={point['value']:<7} recall@{K}={point['recall_at_k']:.4f} "

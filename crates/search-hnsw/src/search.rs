@@ -101,11 +101,17 @@ impl Scratch {
         self.results.clear();
     }
 
+    /// The word of a bit list that holds node `id`'s bit, and that bit.
+    #[inline]
+    fn bit(id: u32) -> (usize, u64) {
+        (id as usize / 64, 1 << (id % 64))
+    }
+
     /// The distance the last walk computed for node `id`, if it computed one (construction
     /// only).
     #[inline]
     pub fn known(&self, id: u32) -> Option<f32> {
-        let (w, bit) = (id as usize / 64, 1u64 << (id % 64));
+        let (w, bit) = Self::bit(id);
         (self.record && self.computed.get(w).is_some_and(|c| c & bit != 0))
             .then(|| self.dists[id as usize])
     }
@@ -114,15 +120,16 @@ impl Scratch {
     #[inline]
     fn note(&mut self, id: u32, d: f32) {
         if self.record {
+            let (w, bit) = Self::bit(id);
             self.dists[id as usize] = d;
-            self.computed[id as usize / 64] |= 1 << (id % 64);
+            self.computed[w] |= bit;
         }
     }
 
     /// Marks `id` visited; true when it was not yet.
     #[inline]
     fn visit(&mut self, id: u32) -> bool {
-        let (w, bit) = (id as usize / 64, 1u64 << (id % 64));
+        let (w, bit) = Self::bit(id);
         let word = &mut self.seen[w];
         let fresh = *word & bit == 0;
         *word |= bit;

@@ -58,7 +58,7 @@ impl HnswIndex {
                 prefetch((s as *const f32).cast(), 4);
             }
         };
-        let mut out = match v.signs {
+        let out = match v.signs {
             None => self.walk(&v, ef, &int8, &pre, 1, &NoScreen),
             Some(signs) => self.walk(
                 &v,
@@ -69,23 +69,19 @@ impl HnswIndex {
                 &SignScreen::new(signs, q, QUERY_EPS0),
             ),
         };
-        if need >= out.len() {
-            for c in &mut out {
-                c.d = exact(q, v.row(c.id));
-            }
-            out.sort_unstable();
-            return out;
-        }
+        // With `need` ≥ the candidates found, the heap is full only after the last of them, so
+        // all are re-ranked (a threshold search).
         let slack = Int8Slack::new(&q[..v.meta.dim], qs);
         // The `need` closest exact distances so far (a max-heap).
-        let mut best = std::collections::BinaryHeap::with_capacity(need + 1);
+        let mut best: std::collections::BinaryHeap<Cand> =
+            std::collections::BinaryHeap::with_capacity(need + 1);
         let mut kept = Vec::with_capacity(out.len());
         for c in out {
-            let worst = best.peek().copied().unwrap_or(Cand {
-                d: f32::INFINITY,
-                id: u32::MAX,
-            });
-            if best.len() == need && c.d - slack.of(scales[c.id as usize]) > worst.d {
+            if best.len() == need
+                && best
+                    .peek()
+                    .is_some_and(|w| c.d - slack.of(scales[c.id as usize]) > w.d)
+            {
                 continue; // its exact distance is surely larger than the need-th's
             }
             let e = Cand {
