@@ -74,7 +74,8 @@ impl HnswIndex {
         let slack = Int8Slack::new(&q[..v.meta.dim], qs);
         // The `need` closest exact distances so far (a max-heap).
         let mut best: std::collections::BinaryHeap<Cand> =
-            std::collections::BinaryHeap::with_capacity(need + 1);
+            // `need` may come from a file's ef: never size memory from it beyond what was found.
+            std::collections::BinaryHeap::with_capacity(need.min(out.len()) + 1);
         let mut kept = Vec::with_capacity(out.len());
         for c in out {
             if best.len() == need
