@@ -14,7 +14,7 @@ use rand::{RngExt, SeedableRng};
 use search_core::{Error, Progress, Result};
 
 use crate::search::{Cand, Links, NoScreen, Scratch, greedy, search_layer};
-use crate::signs::{BUILD_EPS0, CodesRef, SignScreen};
+use crate::signs::{CodesRef, EPS0, SignScreen};
 use search_kernels::int8::DotI8Fn as DotI8;
 use search_kernels::{DotFn as DistFn, prefetch};
 
@@ -359,7 +359,7 @@ impl<'a, D: NodeDist> Builder<'a, D> {
         let keep = |j: u32| self.deleted.get(j as usize).is_none_or(|&x| x == 0);
         let screen = self.screen.map(|(codes, rows, stride)| {
             let at = id as usize * stride;
-            SignScreen::new(codes, &rows[at..at + stride], BUILD_EPS0)
+            SignScreen::new(codes, &rows[at..at + stride], EPS0)
         });
         let mut found = Vec::new();
         let mut selected = Vec::new();

@@ -207,18 +207,16 @@ pub(crate) struct Query {
     rounding: f32,
 }
 
-/// RaBitQ's ε₀ for construction, in units of the estimate's error scale `E_x · |q − μ|` (the
-/// paper's bound uses 1.9). The screen only decides which neighbours get an int8 distance, so
-/// a neighbour it wrongly rules out costs recall, which a larger `ef` buys back; on the
-/// notebook's gallery 1.0 kept recall@4 at every ef of the sweep and skipped ~75% of the int8
-/// distances.
-pub(crate) const BUILD_EPS0: f32 = 1.0;
-
-/// ε₀ for queries: half the construction's margin. A query's walk only needs the neighbours
-/// that can enter its `ef` results; on the face-like gallery (100k) recall@4 moved by at most
-/// 0.0005 from ef 100 to 400 against ε₀ = 1 (0.004 at ef 20, where it is 0.85), and queries
-/// were 7% faster at 100k and 18% at 1M (the measurements log, sixth session).
-pub(crate) const QUERY_EPS0: f32 = 0.5;
+/// RaBitQ's ε₀, in units of the estimate's error scale `E_x · |q − μ|` (the paper's bound uses
+/// 1.9), for queries and construction alike. The screen only decides which neighbours get an
+/// int8 distance: a walk needs only the neighbours that can enter its `ef` results, and one it
+/// wrongly rules out costs recall, which a larger `ef` buys back. Against ε₀ = 1, recall@4 on
+/// the face-like gallery (100k, 2000 queries) moved by at most 0.0005 from ef 100 to 400 for
+/// queries (0.004 at ef 20, where it is 0.85), and by at most 0.0006 from ef 50 to 200 for a
+/// graph built with it; queries were 7% faster at 100k and 18% at 1M, builds 1.06–1.26× as
+/// fast on the notebook's gallery at 200k and 0.90–1.14× on the face-like one (the
+/// measurements log, sixth and seventh sessions).
+pub(crate) const EPS0: f32 = 0.5;
 
 impl Query {
     /// Prepares query `q` (at least `frame.dim` components; unit length for cosine).
@@ -377,7 +375,7 @@ mod tests {
         let sum = sum_kernel();
         let (mut errors, mut outside, mut total) = (0f64, 0, 0);
         for q in queries.chunks_exact(dim) {
-            let query = Query::new(frame.view(), q, BUILD_EPS0);
+            let query = Query::new(frame.view(), q, 1.0);
             for (i, x) in gallery.chunks_exact(dim).enumerate() {
                 let exact: f32 = q.iter().zip(x).map(|(a, b)| a * b).sum();
                 let w = words(dim);

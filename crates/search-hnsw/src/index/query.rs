@@ -10,7 +10,7 @@ use search_kernels::{normalise, prefetch, quantize};
 
 use super::{HnswIndex, Space, View};
 use crate::search::{Cand, NoScreen, Scratch, Screen, greedy, search_layer};
-use crate::signs::{QUERY_EPS0, SignScreen};
+use crate::signs::{EPS0, SignScreen};
 
 impl HnswIndex {
     /// Checks a query and turns it into a padded row in the index's space.
@@ -60,14 +60,7 @@ impl HnswIndex {
         };
         let out = match v.signs {
             None => self.walk(&v, ef, &int8, &pre, 1, &NoScreen),
-            Some(signs) => self.walk(
-                &v,
-                ef,
-                &int8,
-                &pre,
-                2,
-                &SignScreen::new(signs, q, QUERY_EPS0),
-            ),
+            Some(signs) => self.walk(&v, ef, &int8, &pre, 2, &SignScreen::new(signs, q, EPS0)),
         };
         // With `need` ≥ the candidates found, the heap is full only after the last of them, so
         // all are re-ranked (a threshold search).
