@@ -260,7 +260,7 @@ impl Report {
         {
             let _ = writeln!(
                 out,
-                "\n* index reused from an earlier run with the same data and parameters (--rebuild to build again)"
+                "\n* index reused from an earlier run with the same data, parameters and build revision (--rebuild to build again)"
             );
         }
         if self.engines.iter().any(|e| e.peak_rss_bytes.is_some()) {

@@ -291,7 +291,8 @@ fn resolved_params(kind: &EngineKind, params: &Params) -> Vec<String> {
         .collect()
 }
 
-/// Where an index of `kind` with `params` over `workload` is cached.
+/// Where an index of `kind` with `params` over `workload` is cached: a path that changes with
+/// any of them, and with the engine's build revision.
 pub(crate) fn index_path(
     kind: &EngineKind,
     params: &Params,
@@ -301,7 +302,7 @@ pub(crate) fn index_path(
     // Every parameter, given or default, so that naming a default changes nothing.
     let resolved = resolved_params(kind, params);
     let mut h = std::hash::DefaultHasher::new();
-    (kind.name, &workload.key, resolved).hash(&mut h);
+    (kind.name, kind.build_revision, &workload.key, resolved).hash(&mut h);
     dir.join(format!("{}-{:016x}.idx", kind.name, h.finish()))
 }
 
@@ -323,4 +324,53 @@ struct Opened {
     load_s: f64,
     query_s: f64,
     hits: Vec<Hit>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HeadlineSearch;
+    use embed_store::synth::{SynthSpec, generate};
+
+    #[test]
+    fn a_cached_build_is_reused_only_by_the_same_build_revision() {
+        let spec = SynthSpec {
+            identities: 4,
+            images_per_identity: 3,
+            distractors: 100,
+            dim: 32,
+            seed: 3,
+        };
+        let workload = Workload::from_dataset(generate(&spec, &()), "cache-test", 4, 0.35).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let options = RunOptions {
+            results_dir: dir.path().into(),
+            ..Default::default()
+        };
+        let linear = search_engines::kind("linear").unwrap();
+        // `EngineRun` takes a registry entry, which lives for the whole program.
+        let newer: &'static EngineKind = Box::leak(Box::new(EngineKind {
+            build_revision: linear.build_revision + 1,
+            ..*linear
+        }));
+        let reused = |kind: &'static EngineKind| {
+            let run = EngineRun {
+                kind,
+                params: Params::new(),
+                headline: HeadlineSearch::Threshold,
+                knob: None,
+            };
+            let report = run_engine(&workload, &run, &options, &RunExtras::default()).unwrap();
+            assert_eq!(report.recall_at_k, 1.0);
+            report.build_reused
+        };
+        assert!(!reused(linear), "first run builds");
+        assert!(reused(linear), "same revision: the cached build");
+        assert!(!reused(newer), "a newer revision builds again");
+        assert!(reused(newer), "and then caches its own build");
+        assert!(
+            reused(linear),
+            "the older build is still there for the older revision"
+        );
+    }
 }

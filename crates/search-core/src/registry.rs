@@ -199,6 +199,11 @@ pub struct EngineKind {
     /// record the dimension: vectors of `dim` components; the parameters name the metric
     /// (none: cosine).
     pub open_foreign: Option<OpenForeignFn>,
+    /// Which version of its build algorithm made an index: raised whenever a build from the
+    /// same vectors and parameters makes a different index (a changed graph construction), so
+    /// that a build cached on disk by an older version is built again, not compared as if it
+    /// were today's (`bench_runner` keys its cache with it). 1 unless the engine says more.
+    pub build_revision: u32,
 }
 
 impl EngineKind {
@@ -225,6 +230,7 @@ impl EngineKind {
             },
             open: |path, warmup| Ok(Box::new(T::load_with(path, warmup)?)),
             open_foreign: None,
+            build_revision: 1,
         }
     }
 }

@@ -56,6 +56,8 @@ fn space_of(p: &Params) -> Result<Option<Space>, Error> {
 
 /// The HNSW graph, for the registry (`search-engines`). It also opens hnswlib's files.
 pub const KIND: EngineKind = EngineKind {
+    // 2: construction screens with ε₀ 0.5 (7a32a65).
+    build_revision: 2,
     open_foreign: Some(|path, dim, options| {
         options.check(&PARAMS[6..7])?;
         let space = space_of(options)?.unwrap_or(Space::Cosine);
