@@ -65,9 +65,9 @@ impl HnswIndex {
         // With `need` ≥ the candidates found, the heap is full only after the last of them, so
         // all are re-ranked (a threshold search).
         let slack = Int8Slack::new(&q[..v.meta.dim], qs);
-        // The `need` closest exact distances so far (a max-heap).
+        // The `need` closest exact distances so far (a max-heap). `need` may come from a file's
+        // ef: never size memory from it beyond what was found.
         let mut best: std::collections::BinaryHeap<Cand> =
-            // `need` may come from a file's ef: never size memory from it beyond what was found.
             std::collections::BinaryHeap::with_capacity(need.min(out.len()) + 1);
         let mut kept = Vec::with_capacity(out.len());
         for c in out {
