@@ -45,6 +45,16 @@ pub enum Task {
     /// measured by bench-runner like our engines. Stops with a clear message when python3, pip
     /// or the nightly toolchain is missing. Never needed by the crates or by `cargo test`.
     Peers(PeersArgs),
+    /// Measure our engines against peers several times in one command, alternating which goes
+    /// first, and print each ratio ours/theirs per run with its median and range.
+    ///
+    /// Takes every flag of `bench` (the data, the engines, the sweep) and runs `bench --sweep`
+    /// and `peers` in turn: odd runs ours first, even runs the peers first, each run into its
+    /// own JSON (`<json>.run1.json`, ...), the indexes built once (the first run) and reused.
+    /// On a machine whose speed drifts, one run says little; the median and range over
+    /// alternating runs say whether a lead holds. Engines without one of the peers to face are
+    /// left out.
+    Verdict(Box<VerdictArgs>),
     /// Time one of our engines' build against a peer's, alternating rounds on the bench's
     /// gallery (written by `cargo xtask bench` to --results), and print the medians and their
     /// ratio. For annoy, its build() call alone is timed (its add_item calls are not).
@@ -186,6 +196,22 @@ pub struct ScreenshotArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct VerdictArgs {
+    #[command(flatten)]
+    pub bench: BenchArgs,
+    /// Peers to face, in order (names as in `peers --peers`).
+    #[arg(
+        long = "peers",
+        value_delimiter = ',',
+        default_value = "faiss-hnsw,symqg"
+    )]
+    pub peers: Vec<PeerName>,
+    /// Runs: odd ones measure ours first, even ones the peers first.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub runs: u64,
+}
+
+#[derive(Debug, Args)]
 pub struct BuildTimeArgs {
     /// Our engine (a registry name).
     #[arg(long, default_value = "forest")]
@@ -204,7 +230,7 @@ pub struct BuildTimeArgs {
     pub results: PathBuf,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct BenchArgs {
     /// The synthetic data: `notebook` (a few people among N(0,1) random distractors, as the
     /// notebook) or `faces` (every distractor another person, ArcFace-like scores, probes of

@@ -9,6 +9,8 @@
 //!   bench's JSON, with a table of ratios ours/theirs.
 //! - `distributed`: the gallery sharded over a local two-node Ray cluster, beside each engine
 //!   unsharded, merged into the bench's JSON.
+//! - `verdict`: `bench --sweep` and `peers` several times, alternating which goes first, with
+//!   the median and range of each ratio ours/theirs.
 //! - `build-time`: one of our engines' build against a peer's, alternating rounds.
 //! - `engines`: the engine registry, with every engine's parameters and defaults.
 //! - `report`: report.html again from a bench JSON.
@@ -20,11 +22,14 @@ mod bench;
 mod build_time;
 mod cli;
 mod distributed;
+#[cfg(test)]
+mod fixtures;
 mod machine;
 mod peers;
 mod progress;
 mod report_html;
 mod screenshot;
+mod verdict;
 
 use clap::Parser;
 
@@ -49,6 +54,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.task {
         cli::Task::Bench(args) => bench::run(&args),
         cli::Task::Peers(args) => peers::run(&args),
+        cli::Task::Verdict(args) => verdict::run(&args),
         cli::Task::BuildTime(args) => build_time::run(&args),
         cli::Task::Engines => {
             print!("{}", engines_table());

@@ -229,7 +229,7 @@ pub(crate) fn python(root: &Path) -> Result<PathBuf, Box<dyn Error>> {
 }
 
 /// Which peers each of our engines is compared with.
-const PAIRS: [(&str, &[&str]); 3] = [
+pub(crate) const PAIRS: [(&str, &[&str]); 3] = [
     ("linear", &["faiss-flat"]),
     (
         "hnsw",
@@ -257,25 +257,52 @@ fn qps_at(e: &EngineReport, field: fn(&SweepPoint) -> f64, target: f64) -> Optio
         .reduce(f64::max)
 }
 
+/// A column of the ratio table: its name, and the figure it divides, read from a report.
+pub(crate) type Figure = (&'static str, fn(&EngineReport) -> Option<f64>);
+
+/// The columns of the ratio table.
+pub(crate) const FIGURES: [Figure; 11] = [
+    ("build", |e| Some(e.build_s)),
+    ("load", |e| Some(e.load_s)),
+    ("cold 1st", |e| e.cold.map(|c| c.total_s)),
+    ("size", |e| Some(e.index_bytes as f64)),
+    ("peakRSS", |e| e.peak_rss_bytes.map(|b| b as f64)),
+    ("RSSgrowth", |e| {
+        Some(e.peak_rss_bytes? as f64 - e.rss_before_bytes? as f64)
+    }),
+    ("median q", |e| Some(e.query_median_s)),
+    ("qps1@.90", |e| qps_at(e, |p| p.qps_1t, 0.90)),
+    ("qps1@.99", |e| qps_at(e, |p| p.qps_1t, 0.99)),
+    ("qpsN@.90", |e| qps_at(e, |p| p.qps_all, 0.90)),
+    ("qpsN@.99", |e| qps_at(e, |p| p.qps_all, 0.99)),
+];
+
+/// `figure` of ours divided by the peer's, when both were measured.
+pub(crate) fn ratio(figure: &Figure, ours: &EngineReport, peer: &EngineReport) -> Option<f64> {
+    match ((figure.1)(ours), (figure.1)(peer)) {
+        (Some(a), Some(b)) if b > 0.0 && a.is_finite() => Some(a / b),
+        _ => None,
+    }
+}
+
+/// The (ours, peer) pairs of [`PAIRS`] that `doc` holds both of, in that order.
+pub(crate) fn pairs(doc: &BenchFile) -> Vec<(&EngineReport, &EngineReport)> {
+    let mut out = Vec::new();
+    for (ours, peers) in PAIRS {
+        let Some(e) = doc.report.engines.iter().find(|e| e.name == ours) else {
+            continue;
+        };
+        for peer in peers {
+            if let Some(p) = doc.peers.iter().find(|p| p.name == *peer) {
+                out.push((e, p));
+            }
+        }
+    }
+    out
+}
+
 /// The ratios ours/theirs, one row per (engine, peer) pair.
 pub fn ratio_table(doc: &BenchFile) -> String {
-    let find = |list: &'_ [EngineReport], name: &str| list.iter().find(|e| e.name == name).cloned();
-    type Figure = (&'static str, fn(&EngineReport) -> Option<f64>);
-    let figures: [Figure; 11] = [
-        ("build", |e| Some(e.build_s)),
-        ("load", |e| Some(e.load_s)),
-        ("cold 1st", |e| e.cold.map(|c| c.total_s)),
-        ("size", |e| Some(e.index_bytes as f64)),
-        ("peakRSS", |e| e.peak_rss_bytes.map(|b| b as f64)),
-        ("RSSgrowth", |e| {
-            Some(e.peak_rss_bytes? as f64 - e.rss_before_bytes? as f64)
-        }),
-        ("median q", |e| Some(e.query_median_s)),
-        ("qps1@.90", |e| qps_at(e, |p| p.qps_1t, 0.90)),
-        ("qps1@.99", |e| qps_at(e, |p| p.qps_1t, 0.99)),
-        ("qpsN@.90", |e| qps_at(e, |p| p.qps_all, 0.90)),
-        ("qpsN@.99", |e| qps_at(e, |p| p.qps_all, 0.99)),
-    ];
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -286,28 +313,17 @@ pub fn ratio_table(doc: &BenchFile) -> String {
          reached or not measured)"
     );
     let _ = write!(out, "{:<22}", "ours / peer");
-    for (name, _) in &figures {
+    for (name, _) in &FIGURES {
         let _ = write!(out, " {name:>9}");
     }
     out.push('\n');
-    for (ours, peers) in PAIRS {
-        let Some(e) = find(&doc.report.engines, ours) else {
-            continue;
-        };
-        for peer in peers {
-            let Some(p) = find(&doc.peers, peer) else {
-                continue;
-            };
-            let _ = write!(out, "{:<22}", format!("{ours} / {peer}"));
-            for (_, f) in &figures {
-                let cell = match (f(&e), f(&p)) {
-                    (Some(a), Some(b)) if b > 0.0 && a.is_finite() => format!("{:.2}", a / b),
-                    _ => "-".into(),
-                };
-                let _ = write!(out, " {cell:>9}");
-            }
-            out.push('\n');
+    for (e, p) in pairs(doc) {
+        let _ = write!(out, "{:<22}", format!("{} / {}", e.name, p.name));
+        for f in &FIGURES {
+            let cell = ratio(f, e, p).map_or("-".into(), |r| format!("{r:.2}"));
+            let _ = write!(out, " {cell:>9}");
         }
+        out.push('\n');
     }
     out
 }

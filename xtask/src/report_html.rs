@@ -651,7 +651,7 @@ code{font-size:12px}pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:a
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::fixtures::engine;
 
     #[test]
     fn nines_axis() {
@@ -665,66 +665,14 @@ mod tests {
 
     #[test]
     fn page_is_self_contained_and_has_every_engine() {
-        let sweep = |points: &[(usize, f64, f64, f64)]| -> Vec<SweepPoint> {
-            points
-                .iter()
-                .map(|&(value, recall_at_k, qps_1t, qps_all)| SweepPoint {
-                    param: "ef".into(),
-                    value,
-                    recall_at_k,
-                    qps_1t,
-                    qps_all,
-                })
-                .collect()
-        };
-        let engine = |name: &str, labels: &[&str], points: Vec<SweepPoint>| EngineReport {
-            name: name.into(),
-            params: String::new(),
-            build_s: 1.5,
-            build_reused: false,
-            load_s: 0.01,
-            query_s: 0.001,
-            total_s: 0.011,
-            cold: None,
-            warmup: None,
-            query_median_s: 0.0005,
-            labels: labels.iter().map(|l| l.to_string()).collect(),
-            recall_at_k: 0.95,
-            threshold_recall: None,
-            index_bytes: 1000,
-            knob: Some("ef=100".into()),
-            index_origin: "built".into(),
-            index_file: "x".into(),
-            peak_rss_bytes: Some(5_000_000),
-            rss_before_bytes: None,
-            sweep: points,
-            version: None,
-            threads: None,
-            identification: None,
-        };
-        let doc = BenchFile {
-            report: bench_runner::Report {
-                query_label: "id000_1".into(),
-                truth: vec!["id000_2".into()],
-                k: 4,
-                tau: 0.35,
-                gallery_len: 10,
-                dim: 4,
-                queries: 2,
-                engines: vec![engine(
-                    "hnsw",
-                    &["a<b"],
-                    sweep(&[(10, 0.9, 1000.0, 1900.0), (20, 0.95, 800.0, 1500.0)]),
-                )],
-            },
-            dataset_key: "key".into(),
-            dataset: json!({"kind": "synthetic"}),
-            params: json!({}),
-            machine: json!({}),
-            peers: vec![engine("hnswlib", &[], sweep(&[(10, 0.91, 900.0, 1700.0)]))],
-            peers_params: None,
-            distributed: Vec::new(),
-        };
+        let doc = crate::fixtures::bench_file(
+            vec![engine(
+                "hnsw",
+                &["a<b"],
+                &[(10, 0.9, 1000.0, 1900.0), (20, 0.95, 800.0, 1500.0)],
+            )],
+            vec![engine("hnswlib", &[], &[(10, 0.91, 900.0, 1700.0)])],
+        );
         let page = render(&doc).unwrap();
         assert!(page.contains("hnsw (ours)") && page.contains("hnswlib"));
         assert!(page.contains("a&lt;b"), "labels are escaped");

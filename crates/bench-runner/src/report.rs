@@ -152,6 +152,9 @@ pub struct BenchFile {
     /// The gallery sharded over Ray (`cargo xtask distributed`), beside each engine unsharded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub distributed: Vec<crate::DistributedPoint>,
+    /// `cargo xtask verdict`: the ratios ours/theirs of each of its runs, with their medians.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<serde_json::Value>,
 }
 
 impl BenchFile {
