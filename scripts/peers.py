@@ -45,6 +45,8 @@ p.add_argument("--k", type=int, default=4)
 p.add_argument("--min-seconds", type=float, default=0.5)
 p.add_argument("--rounds", type=int, default=3,
                help="visits of the whole knob list; each point keeps its fastest pass over all")
+p.add_argument("--refine", type=int, default=3,
+               help="knob values added between the two around each crossing of recall 0.90 and 0.99")
 p.add_argument("--stop-recall", type=float, default=0.995)
 p.add_argument("--rebuild", action="store_true")
 p.add_argument("--build-only", action="store_true")
@@ -479,27 +481,51 @@ def timed(threads):
 
 recall_at_k = recall_of(search(index, queries, K, THREADS))
 sweep = []
-# As the Rust side (bench-runner's SweepSpec::rounds): the knob list is visited --rounds times,
-# later rounds only the values the first measured, and each point keeps its fastest pass.
-values, more = peer.get("values", [None]), peer.get("more", [])
-for rnd in range(max(a.rounds, 1)):
-    for i, v in enumerate(values + more):
-        if rnd > 0 and i >= len(sweep):
-            break
-        if v is not None:
-            peer["set_knob"](index, v)
-        r, q1 = timed(1)
-        _, qa = timed(THREADS)
-        if rnd > 0:
-            sweep[i]["qps_1t"] = max(sweep[i]["qps_1t"], q1)
-            sweep[i]["qps_all"] = max(sweep[i]["qps_all"], qa)
+# As the Rust side (bench-runner's `sweep`): the knob list is measured once, with values added
+# around each crossing of recall 0.90 and 0.99 (`refinements`), then every point is timed again
+# for --rounds rounds in all, each keeping its fastest pass; the points end in knob order.
+def measure(v):
+    if v is not None:
+        peer["set_knob"](index, v)
+    r, q1 = timed(1)
+    _, qa = timed(THREADS)
+    return {"param": peer.get("knob", "exact"), "value": v or 0, "recall_at_k": r,
+            "qps_1t": q1, "qps_all": qa}
+
+
+def refinements(points, targets, n):
+    """Knob values between the largest measured value below each target recall and the next
+    one, which reaches it: n evenly spaced (fewer when close), none already measured. The same
+    rule as bench-runner's `sweep::refinements`."""
+    pts = sorted(points, key=lambda p: p["value"])
+    out = []
+    for target in targets:
+        hi = next((i for i, p in enumerate(pts) if p["recall_at_k"] >= target), None)
+        if not hi:  # None, or 0: no value below it
             continue
-        sweep.append({"param": peer.get("knob", "exact"), "value": v or 0, "recall_at_k": r,
-                      "qps_1t": q1, "qps_all": qa})
-        # Peers marked `stop` end the sweep at --stop-recall; every peer ends it there before
-        # its `more` values.
-        if r >= a.stop_recall and (peer.get("stop") or i + 1 >= len(values)):
-            break
+        a_, b_ = pts[hi - 1]["value"], pts[hi]["value"]
+        for i in range(1, n + 1):
+            v = a_ + -(-(b_ - a_) * i // (n + 1))  # ceiling division, as the Rust side
+            if a_ < v < b_ and v not in out and all(p["value"] != v for p in pts):
+                out.append(v)
+    return out
+
+
+values, more = peer.get("values", [None]), peer.get("more", [])
+for i, v in enumerate(values + more):
+    sweep.append(measure(v))
+    # Peers marked `stop` end the sweep at --stop-recall; every peer ends it there before
+    # its `more` values.
+    if sweep[-1]["recall_at_k"] >= a.stop_recall and (peer.get("stop") or i + 1 >= len(values)):
+        break
+if values != [None]:
+    sweep += [measure(v) for v in refinements(sweep, [0.90, 0.99], a.refine)]
+for rnd in range(1, max(a.rounds, 1)):
+    for point in sweep:
+        again = measure(point["value"] if values != [None] else None)
+        point["qps_1t"] = max(point["qps_1t"], again["qps_1t"])
+        point["qps_all"] = max(point["qps_all"], again["qps_all"])
+sweep.sort(key=lambda p: p["value"])
 for point in sweep:
     log(f"{point['param']}={point['value']:<7} recall@{K}={point['recall_at_k']:.4f} "
         f"qps 1 thread={point['qps_1t']:9.0f} all={point['qps_all']:9.0f}")

@@ -3,7 +3,7 @@
 //! same build / cold open / warm open / query / sweep measurements as our engines).
 //!
 //! ```text
-//! rust-peers PEER --results DIR --key KEY [--k 4] [--tau 0.35] [--min-seconds S] [--rounds R] [--rebuild] [--sweep]
+//! rust-peers PEER --results DIR --key KEY [--k 4] [--tau 0.35] [--min-seconds S] [--rounds R] [--refine N] [--rebuild] [--sweep]
 //! PEER: hnswlib-rs | annoy-rs
 //! ```
 //!
@@ -52,12 +52,14 @@ struct Args {
     tau: f32,
     min_seconds: f64,
     rounds: usize,
+    /// Sweep values added around each crossing of recall 0.90 and 0.99 (as the bench's).
+    refine: usize,
     rebuild: bool,
     sweep: bool,
 }
 
 const USAGE: &str = "usage: rust-peers hnswlib-rs|annoy-rs --results DIR --key KEY [--k 4] \
-                     [--tau 0.35] [--min-seconds 0.5] [--rounds 3] [--rebuild] [--sweep]";
+                     [--tau 0.35] [--min-seconds 0.5] [--rounds 3] [--refine 3] [--rebuild] [--sweep]";
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
@@ -70,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
         tau: 0.35,
         min_seconds: 0.5,
         rounds: 3,
+        refine: 3,
         rebuild: false,
         sweep: false,
     };
@@ -98,6 +101,12 @@ fn parse_args() -> Result<Args, String> {
                 args.rounds = v.parse().ok().filter(|&r| r > 0).ok_or(format!(
                     "--rounds: expected a whole number of at least 1, got {v:?}"
                 ))?;
+            }
+            "--refine" => {
+                let v = value("--refine")?;
+                args.refine = v.parse().map_err(|_| {
+                    format!("--refine: expected a whole number, got {v:?}")
+                })?;
             }
             "--rebuild" => args.rebuild = true,
             "--sweep" => args.sweep = true,
@@ -205,6 +214,7 @@ fn run(args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
     let base = SweepSpec {
         min_seconds: args.min_seconds,
         rounds: args.rounds,
+        refine_points: args.refine,
         ..SweepSpec::default()
     };
     let (report, version, params) = match args.peer.as_str() {

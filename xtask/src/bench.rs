@@ -369,6 +369,7 @@ fn params_json(args: &BenchArgs) -> Value {
             "stop_recall_search_k": args.sweep_stop_recall,
             "min_seconds": args.sweep_min_seconds,
             "rounds": args.sweep_rounds,
+            "refine": args.sweep_refine,
             "threads_all": threads(args.threads),
         })),
     })
@@ -495,6 +496,7 @@ impl EnginePlan {
             min_seconds: args.sweep_min_seconds,
             rounds: args.sweep_rounds,
             threads: args.threads,
+            refine_points: args.sweep_refine,
             ..SweepSpec::default()
         };
         let given = self

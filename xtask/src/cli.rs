@@ -144,6 +144,10 @@ pub struct PeersArgs {
     /// Visits of the whole knob list (as the bench's --sweep-rounds).
     #[arg(long, default_value_t = 3)]
     pub sweep_rounds: usize,
+    /// Knob values added around each crossing of recall 0.90 and 0.99 (as the bench's
+    /// --sweep-refine).
+    #[arg(long, default_value_t = 3)]
+    pub sweep_refine: usize,
     /// Also write report.html (with the peers) to this folder.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -371,6 +375,11 @@ pub struct BenchArgs {
     /// that a slow stretch of a shared machine does not land on one knob value alone.
     #[arg(long, default_value_t = 3)]
     pub sweep_rounds: usize,
+    /// Knob values added between the two measured values around each crossing of recall@k
+    /// 0.90 and 0.99 (the ratio table's columns), so that an engine's best q/s at that recall
+    /// comes from near its crossing, not from where the grid put a point (0: none).
+    #[arg(long, default_value_t = 3)]
+    pub sweep_refine: usize,
     /// Threads of the "all threads" measurements (0: every core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,

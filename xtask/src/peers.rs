@@ -73,6 +73,7 @@ pub fn run(args: &PeersArgs) -> Result<(), Box<dyn Error>> {
             .args(["--key", &key, "--k", &k.to_string()])
             .args(["--min-seconds", &args.sweep_min_seconds.to_string()])
             .args(["--rounds", &args.sweep_rounds.to_string()])
+            .args(["--refine", &args.sweep_refine.to_string()])
             .stderr(Stdio::inherit());
         if args.rebuild {
             cmd.arg("--rebuild");

@@ -147,13 +147,22 @@ fn sweep_own_data_given_index_and_report() {
     for e in report["engines"].as_array().unwrap() {
         let name = e["name"].as_str().unwrap();
         let sweep = e["sweep"].as_array().unwrap();
-        let (param, len) = match name {
-            "linear" => ("exact", 1..=1),
-            "hnsw" => ("ef", 3..=3),
+        // Up to 3 values are added around each crossing of recall 0.90 and 0.99.
+        let (param, len, given) = match name {
+            "linear" => ("exact", 1..=1, &[0][..]),
+            "hnsw" => ("ef", 3..=9, &[10, 40, 100][..]),
             // The forest's sweep may stop early once recall reaches --sweep-stop-recall.
-            _ => ("search_k", 1..=3),
+            _ => ("search_k", 1..=9, &[100][..]),
         };
         assert!(len.contains(&sweep.len()), "{name}: {} points", sweep.len());
+        let values: Vec<u64> = sweep.iter().map(|p| p["value"].as_u64().unwrap()).collect();
+        assert!(
+            values.is_sorted(),
+            "{name}: points in knob order: {values:?}"
+        );
+        for v in given {
+            assert!(values.contains(v), "{name}: {v} measured: {values:?}");
+        }
         for p in sweep {
             assert_eq!(p["param"], param);
             assert!(p["value"].is_u64());

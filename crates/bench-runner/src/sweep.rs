@@ -29,6 +29,13 @@ pub struct SweepSpec {
     pub rounds: usize,
     /// Threads of the "all threads" measurement (`0`: every core rayon sees).
     pub threads: usize,
+    /// Recalls at which engines are compared (the ratio table's 0.90 and 0.99): where the
+    /// first round's recall crosses one between two knob values, [`SweepSpec::refine_points`]
+    /// more values between them are measured too, so that the best q/s at that recall comes
+    /// from near the crossing rather than from wherever the grid happened to put a point.
+    pub refine_at: Vec<f64>,
+    /// Values added between the two around each crossing (`0`: none).
+    pub refine_points: usize,
 }
 
 impl Default for SweepSpec {
@@ -40,6 +47,8 @@ impl Default for SweepSpec {
             max_passes: 25,
             rounds: 3,
             threads: 0,
+            refine_at: vec![0.90, 0.99],
+            refine_points: 3,
         }
     }
 }
@@ -60,9 +69,10 @@ pub struct SweepPoint {
 }
 
 /// Runs the sweep `spec` over `index`: for each knob value, sets it, asks every held-out query
-/// on a one-thread pool and on an all-threads pool, and scores the answers; then visits the
-/// values again for `spec.rounds` rounds in all, keeping each point's fastest pass. Leaves the
-/// knob at the last value visited.
+/// on a one-thread pool and on an all-threads pool, and scores the answers; adds the values
+/// between those around each crossing of `spec.refine_at`; then times every point again for
+/// `spec.rounds` rounds in all, keeping each point's fastest pass. Returns the points in
+/// knob order; leaves the knob at the last value visited.
 pub fn sweep(
     index: &mut dyn Engine,
     workload: &Workload,
@@ -70,43 +80,73 @@ pub fn sweep(
 ) -> Result<Vec<SweepPoint>> {
     let one = pool(1)?;
     let all = pool(spec.threads)?;
+    let knob = index.knob().is_some();
     let param = index.knob().map_or("exact", |k| k.name).to_owned();
-    let values: Vec<Option<usize>> = if spec.values.is_empty() || index.knob().is_none() {
-        vec![None]
-    } else {
-        spec.values.iter().copied().map(Some).collect()
+    let mut measure = |value: Option<usize>| -> Result<SweepPoint> {
+        if let Some(v) = value {
+            index.set_knob(v)?;
+        }
+        let (recall_at_k, qps_1t) = time_queries(index, workload, &one, spec)?;
+        let (_, qps_all) = time_queries(index, workload, &all, spec)?;
+        Ok(SweepPoint {
+            param: param.clone(),
+            value: value.unwrap_or(0),
+            recall_at_k,
+            qps_1t,
+            qps_all,
+        })
     };
-    let mut points: Vec<SweepPoint> = Vec::with_capacity(values.len());
-    for round in 0..spec.rounds.max(1) {
-        for (i, value) in values.iter().enumerate() {
-            // Later rounds revisit only the values the first one measured.
-            if round > 0 && i >= points.len() {
-                break;
-            }
-            if let Some(v) = value {
-                index.set_knob(*v)?;
-            }
-            let (recall_at_k, qps_1t) = time_queries(index, workload, &one, spec)?;
-            let (_, qps_all) = time_queries(index, workload, &all, spec)?;
-            if round > 0 {
-                let p = &mut points[i];
-                p.qps_1t = p.qps_1t.max(qps_1t);
-                p.qps_all = p.qps_all.max(qps_all);
-                continue;
-            }
-            points.push(SweepPoint {
-                param: param.clone(),
-                value: value.unwrap_or(0),
-                recall_at_k,
-                qps_1t,
-                qps_all,
-            });
-            if spec.stop_at_recall.is_some_and(|r| recall_at_k >= r) {
+    let mut points: Vec<SweepPoint> = Vec::new();
+    if spec.values.is_empty() || !knob {
+        points.push(measure(None)?);
+    } else {
+        for &v in &spec.values {
+            let p = measure(Some(v))?;
+            let done = spec.stop_at_recall.is_some_and(|r| p.recall_at_k >= r);
+            points.push(p);
+            if done {
                 break;
             }
         }
+        for v in refinements(&points, &spec.refine_at, spec.refine_points) {
+            points.push(measure(Some(v))?);
+        }
     }
+    for _ in 1..spec.rounds.max(1) {
+        for p in &mut points {
+            let again = measure(knob.then_some(p.value))?;
+            p.qps_1t = p.qps_1t.max(again.qps_1t);
+            p.qps_all = p.qps_all.max(again.qps_all);
+        }
+    }
+    points.sort_by_key(|p| p.value);
     Ok(points)
+}
+
+/// Knob values to measure between the two measured ones around each crossing of `targets`:
+/// for a target, the largest value whose recall is below it and the next larger value, when
+/// that one reaches it; `n` values evenly between them (fewer when they are close), none
+/// already measured.
+pub fn refinements(points: &[SweepPoint], targets: &[f64], n: usize) -> Vec<usize> {
+    let mut sorted: Vec<&SweepPoint> = points.iter().collect();
+    sorted.sort_by_key(|p| p.value);
+    let mut out: Vec<usize> = Vec::new();
+    for &target in targets {
+        let Some(hi) = sorted.iter().position(|p| p.recall_at_k >= target) else {
+            continue;
+        };
+        let Some(lo) = hi.checked_sub(1).map(|i| sorted[i]) else {
+            continue;
+        };
+        let (a, b) = (lo.value, sorted[hi].value);
+        for i in 1..=n {
+            let v = a + ((b - a) * i).div_ceil(n + 1);
+            if v > a && v < b && !out.contains(&v) && !sorted.iter().any(|p| p.value == v) {
+                out.push(v);
+            }
+        }
+    }
+    out
 }
 
 fn pool(threads: usize) -> Result<rayon::ThreadPool> {
@@ -153,4 +193,52 @@ fn time_queries(
         .min()
         .map_or(1e-9, |d| d.as_secs_f64().max(1e-9));
     Ok((recall.unwrap_or(0.0), rows.len() as f64 / fastest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(points: &[(usize, f64)]) -> Vec<SweepPoint> {
+        points
+            .iter()
+            .map(|&(value, recall_at_k)| SweepPoint {
+                param: "ef".into(),
+                value,
+                recall_at_k,
+                qps_1t: 1.0,
+                qps_all: 1.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn refinement_fills_the_gap_around_each_crossing_only() {
+        // 0.90 is crossed between 10 and 20, 0.99 between 160 and 200.
+        let p = at(&[
+            (10, 0.85),
+            (20, 0.93),
+            (160, 0.9825),
+            (200, 0.9975),
+            (250, 1.0),
+        ]);
+        assert_eq!(
+            refinements(&p, &[0.90, 0.99], 3),
+            [13, 15, 18, 170, 180, 190]
+        );
+        // In any order: the gap is between the nearest values either side.
+        let mut q = at(&[(200, 0.9975), (160, 0.9825), (180, 0.985)]);
+        q.reverse();
+        assert_eq!(refinements(&q, &[0.99], 3), [185, 190, 195]);
+        // Close values give fewer, each once; one apart, none.
+        assert_eq!(
+            refinements(&at(&[(100, 0.95), (102, 0.99)]), &[0.99], 3),
+            [101]
+        );
+        assert!(refinements(&at(&[(24, 0.98), (25, 0.995)]), &[0.99], 3).is_empty());
+        // No crossing: the first value already reaches it, or none does.
+        assert!(refinements(&at(&[(10, 0.995), (20, 1.0)]), &[0.99], 3).is_empty());
+        assert!(refinements(&at(&[(10, 0.5), (20, 0.6)]), &[0.99], 3).is_empty());
+        assert!(refinements(&p, &[0.99], 0).is_empty());
+    }
 }
