@@ -23,6 +23,9 @@ const PER_RUN: [&str; 5] = ["cold 1st", "qps1@.90", "qps1@.99", "qpsN@.90", "qps
 pub fn run(args: &VerdictArgs) -> Result<(), Box<dyn Error>> {
     let mut bench = args.bench.clone();
     bench.sweep = true;
+    // Written once, at the end, from the last run with its peers (a run that measures ours
+    // first would write it before its peers are in).
+    let report = bench.report.take();
     let json = bench
         .json
         .clone()
@@ -98,6 +101,10 @@ pub fn run(args: &VerdictArgs) -> Result<(), Box<dyn Error>> {
         "wrote {} (the last run, with every run's ratios)",
         json.display()
     );
+    if let Some(dir) = &report {
+        let page = crate::report_html::write(dir, &doc)?;
+        eprintln!("wrote {} (the last run)", page.display());
+    }
     Ok(())
 }
 
