@@ -482,7 +482,8 @@ def timed(threads):
 recall_at_k = recall_of(search(index, queries, K, THREADS))
 sweep = []
 # As the Rust side (bench-runner's `sweep`): the knob list is measured once, with values added
-# around each crossing of recall 0.90 and 0.99 (`refinements`), then every point is timed again
+# around each crossing of recall 0.90 and 0.99 (`below` when the first value already reaches
+# one, then `refinements`), then every point is timed again
 # for --rounds rounds in all, each keeping its fastest pass; the points end in knob order.
 def measure(v):
     if v is not None:
@@ -511,6 +512,15 @@ def refinements(points, targets, n):
     return out
 
 
+def below(points, targets, floor):
+    """A knob value below every measured one when the lowest already reaches a target: half the
+    lowest, not under `floor` (k); None when there is nothing lower to try. As bench-runner's
+    `sweep::below`."""
+    lowest = min(points, key=lambda p: p["value"])
+    v = max(lowest["value"] // 2, floor)
+    return v if any(lowest["recall_at_k"] >= t for t in targets) and v < lowest["value"] else None
+
+
 values, more = peer.get("values", [None]), peer.get("more", [])
 for i, v in enumerate(values + more):
     sweep.append(measure(v))
@@ -519,6 +529,8 @@ for i, v in enumerate(values + more):
     if sweep[-1]["recall_at_k"] >= a.stop_recall and (peer.get("stop") or i + 1 >= len(values)):
         break
 if values != [None]:
+    while a.refine > 0 and (v := below(sweep, [0.90, 0.99], K)) is not None:
+        sweep.append(measure(v))
     sweep += [measure(v) for v in refinements(sweep, [0.90, 0.99], a.refine)]
 for rnd in range(1, max(a.rounds, 1)):
     for point in sweep:

@@ -377,7 +377,8 @@ pub struct BenchArgs {
     pub sweep_rounds: usize,
     /// Knob values added between the two measured values around each crossing of recall@k
     /// 0.90 and 0.99 (the ratio table's columns), so that an engine's best q/s at that recall
-    /// comes from near its crossing, not from where the grid put a point (0: none).
+    /// comes from near its crossing, not from where the grid put a point; when the first value
+    /// already reaches one, halves of it (down to k) first (0: none of this).
     #[arg(long, default_value_t = 3)]
     pub sweep_refine: usize,
     /// Threads of the "all threads" measurements (0: every core).

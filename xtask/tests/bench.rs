@@ -147,12 +147,13 @@ fn sweep_own_data_given_index_and_report() {
     for e in report["engines"].as_array().unwrap() {
         let name = e["name"].as_str().unwrap();
         let sweep = e["sweep"].as_array().unwrap();
-        // Up to 3 values are added around each crossing of recall 0.90 and 0.99.
+        // Up to 3 values are added around each crossing of recall 0.90 and 0.99, and halves
+        // of the first value down to k while it already reaches one.
         let (param, len, given) = match name {
             "linear" => ("exact", 1..=1, &[0][..]),
-            "hnsw" => ("ef", 3..=9, &[10, 40, 100][..]),
+            "hnsw" => ("ef", 3..=11, &[10, 40, 100][..]),
             // The forest's sweep may stop early once recall reaches --sweep-stop-recall.
-            _ => ("search_k", 1..=9, &[100][..]),
+            _ => ("search_k", 1..=15, &[100][..]),
         };
         assert!(len.contains(&sweep.len()), "{name}: {} points", sweep.len());
         let values: Vec<u64> = sweep.iter().map(|p| p["value"].as_u64().unwrap()).collect();

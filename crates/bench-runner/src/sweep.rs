@@ -70,7 +70,8 @@ pub struct SweepPoint {
 
 /// Runs the sweep `spec` over `index`: for each knob value, sets it, asks every held-out query
 /// on a one-thread pool and on an all-threads pool, and scores the answers; adds the values
-/// between those around each crossing of `spec.refine_at`; then times every point again for
+/// [`below`] the grid and between those around each crossing of `spec.refine_at`; then times
+/// every point again for
 /// `spec.rounds` rounds in all, keeping each point's fastest pass. Returns the points in
 /// knob order; leaves the knob at the last value visited.
 pub fn sweep(
@@ -108,6 +109,11 @@ pub fn sweep(
                 break;
             }
         }
+        if spec.refine_points > 0 {
+            while let Some(v) = below(&points, &spec.refine_at, workload.k) {
+                points.push(measure(Some(v))?);
+            }
+        }
         for v in refinements(&points, &spec.refine_at, spec.refine_points) {
             points.push(measure(Some(v))?);
         }
@@ -121,6 +127,16 @@ pub fn sweep(
     }
     points.sort_by_key(|p| p.value);
     Ok(points)
+}
+
+/// A knob value below every measured one, when the lowest already reaches one of `targets`
+/// (that crossing lies below the grid, where it cannot be refined): half the lowest, but not
+/// under `floor` (the k asked for); `None` when there is nothing lower to try.
+pub fn below(points: &[SweepPoint], targets: &[f64], floor: usize) -> Option<usize> {
+    let lowest = points.iter().min_by_key(|p| p.value)?;
+    let reached = targets.iter().any(|&t| lowest.recall_at_k >= t);
+    let v = (lowest.value / 2).max(floor);
+    (reached && v < lowest.value).then_some(v)
 }
 
 /// Knob values to measure between the two measured ones around each crossing of `targets`:
@@ -240,5 +256,23 @@ mod tests {
         assert!(refinements(&at(&[(10, 0.995), (20, 1.0)]), &[0.99], 3).is_empty());
         assert!(refinements(&at(&[(10, 0.5), (20, 0.6)]), &[0.99], 3).is_empty());
         assert!(refinements(&p, &[0.99], 0).is_empty());
+    }
+
+    #[test]
+    fn a_crossing_below_the_grid_is_looked_for_by_halving_down_to_k() {
+        // ef 10 already reaches 0.90: try 5.
+        assert_eq!(
+            below(&at(&[(20, 0.95), (10, 0.91)]), &[0.90, 0.99], 4),
+            Some(5)
+        );
+        // Not under k, and nothing once k is measured.
+        assert_eq!(below(&at(&[(6, 0.92)]), &[0.90], 4), Some(4));
+        assert_eq!(below(&at(&[(4, 0.92), (6, 0.95)]), &[0.90], 4), None);
+        // The lowest falls short of every target: its crossings are above, in the grid.
+        assert_eq!(
+            below(&at(&[(10, 0.85), (20, 0.99)]), &[0.90, 0.99], 4),
+            None
+        );
+        assert_eq!(below(&[], &[0.90], 4), None);
     }
 }
