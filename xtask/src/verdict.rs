@@ -33,12 +33,15 @@ pub fn run(args: &VerdictArgs) -> Result<(), Box<dyn Error>> {
     let peers: Vec<&str> = args.peers.iter().map(|p| p.as_str()).collect();
     bench.engines.retain(|e| faces_a_peer(e, &peers));
     if bench.engines.is_empty() {
+        let who_faces_whom: Vec<String> = PAIRS
+            .iter()
+            .map(|(ours, theirs)| format!("{ours} faces {}", theirs.join(", ")))
+            .collect();
         return Err(format!(
-            "none of the engines {} faces one of the peers {}: hnsw faces hnswlib, faiss-hnsw, \
-             faiss-hnsw-sq8, usearch, usearch-f16, symqg, vsag, ngt-onng and hnswlib-rs; \
-             linear faces faiss-flat; forest faces annoy and annoy-rs",
+            "none of the engines {} faces one of the peers {}: {}",
             args.bench.engines.join(","),
-            peers.join(",")
+            peers.join(","),
+            who_faces_whom.join("; ")
         )
         .into());
     }
