@@ -10,6 +10,7 @@ use search_core::Params;
 use serde_json::Value;
 
 use crate::cli::BuildTimeArgs;
+use crate::stats::median;
 
 pub fn run(args: &BuildTimeArgs) -> Result<(), Box<dyn Error>> {
     let kind = search_engines::kind(&args.engine)?;
@@ -67,7 +68,9 @@ pub fn run(args: &BuildTimeArgs) -> Result<(), Box<dyn Error>> {
         ours.push(o);
         theirs.push(t);
     }
-    let (mo, mt) = (median(&mut ours), median(&mut theirs));
+    let (Some(mo), Some(mt)) = (median(&mut ours), median(&mut theirs)) else {
+        return Err("no rounds were run".into());
+    };
     println!(
         "median of {} rounds: {} {mo:.2} s, {} {mt:.2} s, ratio {:.2}",
         args.rounds,
@@ -76,9 +79,4 @@ pub fn run(args: &BuildTimeArgs) -> Result<(), Box<dyn Error>> {
         mo / mt
     );
     Ok(())
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }

@@ -227,8 +227,8 @@ pub struct BuildTimeArgs {
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
     /// Rounds (each builds ours, then the peer's).
-    #[arg(long, default_value_t = 5)]
-    pub rounds: usize,
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rounds: u64,
     /// Folder the bench wrote its dataset to.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,

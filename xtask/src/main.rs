@@ -29,6 +29,7 @@ mod peers;
 mod progress;
 mod report_html;
 mod screenshot;
+mod stats;
 mod verdict;
 
 use clap::Parser;

@@ -149,6 +149,16 @@ pub fn render(doc: &BenchFile) -> Result<String, Box<dyn Error>> {
             esc(rows)
         );
     }
+    if let Some(table) = doc.verdict.as_ref().and_then(crate::verdict::table_of) {
+        let (legend, rows) = table.split_once('\n').unwrap_or(("", &table));
+        let _ = write!(
+            h,
+            "<h2>Verdict: every run of <code>cargo xtask verdict</code></h2>\n<p class=\"note\">{}. \
+             The plots and tables on this page are the last run's.</p>\n<pre>{}</pre>\n",
+            esc(legend),
+            esc(rows)
+        );
+    }
     if entries.iter().any(|en| en.e.identification.is_some()) {
         h.push_str("<h2>Who is it? Identification errors</h2>\n<p>Open-set identification as NIST FRVT 1:N and IJB-C measure it: FNIR (a probe of an enrolled person not named at rank 1 above the threshold) against FPIR (a probe of someone not enrolled named as somebody), the threshold swept over the non-mated probes' best scores; down and to the left is better. An approximate engine can only miss gallery rows: at a fixed threshold it names fewer strangers and misses more mates whose best image it did not reach; at a fixed FPIR the threshold moves with it, so its FNIR minus exact search's is usually positive but can be negative when it also misses the impostors that outscore a mate.</p>\n<div class=\"row\"><figure>");
         h.push_str(&det_plot(&entries)?);
@@ -664,6 +674,26 @@ mod tests {
     }
 
     #[test]
+    fn a_recorded_verdict_is_shown_with_every_run() {
+        let mut doc = crate::fixtures::bench_file(
+            vec![engine("hnsw", &[], &[(20, 0.995, 1000.0, 1900.0)])],
+            vec![engine("symqg", &[], &[(100, 0.995, 800.0, 1500.0)])],
+        );
+        let line = |figure: &str, runs: [f64; 2]| serde_json::json!({"who": "hnsw / symqg", "figure": figure, "per_run": runs});
+        doc.verdict = Some(serde_json::json!({
+            "runs": 2,
+            "ratios": [line("qps1@.99", [1.25, 0.75])],
+            "best_qps": [],
+        }));
+        let page = render(&doc).unwrap();
+        assert!(page.contains("Verdict"), "the section is there");
+        assert!(
+            page.contains("run 2") && page.contains("0.75–1.25"),
+            "{page}"
+        );
+    }
+
+    #[test]
     fn page_is_self_contained_and_has_every_engine() {
         let doc = crate::fixtures::bench_file(
             vec![engine(
@@ -675,6 +705,7 @@ mod tests {
         );
         let page = render(&doc).unwrap();
         assert!(page.contains("hnsw (ours)") && page.contains("hnswlib"));
+        assert!(!page.contains("Verdict"), "no verdict recorded, none shown");
         assert!(page.contains("a&lt;b"), "labels are escaped");
         assert!(
             page.matches("<svg").count() >= 6,

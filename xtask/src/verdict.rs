@@ -147,14 +147,8 @@ impl Line {
     /// Median and range over the runs that measured it.
     fn median_range(&self) -> Option<(f64, f64, f64)> {
         let mut v = self.measured();
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        let median = match n {
-            0 => return None,
-            _ if n % 2 == 1 => v[n / 2],
-            _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        };
-        Some((median, v[0], v[n - 1]))
+        let median = crate::stats::median(&mut v)?;
+        Some((median, v[0], v[v.len() - 1]))
     }
 }
 
@@ -279,6 +273,30 @@ impl Summary {
     }
 }
 
+/// The summary table of the verdict a bench file records ([`BenchFile::verdict`]), as the
+/// terminal showed it; `None` when the value is not a verdict's.
+pub fn table_of(verdict: &Value) -> Option<String> {
+    let lines = |key: &str| -> Option<Vec<Line>> {
+        verdict[key]
+            .as_array()?
+            .iter()
+            .map(|l| {
+                Some(Line {
+                    who: l["who"].as_str()?.to_string(),
+                    figure: FIGURES.iter().find(|f| l["figure"] == f.0)?.0,
+                    per_run: l["per_run"].as_array()?.iter().map(Value::as_f64).collect(),
+                })
+            })
+            .collect()
+    };
+    let summary = Summary {
+        runs: usize::try_from(verdict["runs"].as_u64()?).ok()?,
+        ratios: lines("ratios")?,
+        values: lines("best_qps")?,
+    };
+    Some(summary.table())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +338,19 @@ mod tests {
         assert!(
             table.contains("run 3") && table.contains("0.80–1.10"),
             "{table}"
+        );
+    }
+
+    #[test]
+    fn the_table_comes_back_from_the_json_the_verdict_wrote() {
+        let runs = [run(1100.0, 1000.0), run(800.0, 1000.0)];
+        let s = Summary::of(&runs);
+        let json = s.to_json(&[PathBuf::from("a.json"), PathBuf::from("b.json")]);
+        assert_eq!(table_of(&json).as_deref(), Some(s.table().as_str()));
+        assert_eq!(
+            table_of(&json!({"runs": 2})),
+            None,
+            "no lines: not a verdict"
         );
     }
 

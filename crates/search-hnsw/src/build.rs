@@ -16,7 +16,7 @@ use search_core::{Error, Progress, Result};
 use crate::search::{Cand, Links, NoScreen, Scratch, greedy, search_layer};
 use crate::signs::{CodesRef, EPS0, SignScreen};
 use search_kernels::int8::DotI8Fn as DotI8;
-use search_kernels::{DotFn as DistFn, prefetch};
+use search_kernels::{DotFn as DistFn, advise_huge_pages, prefetch};
 
 /// Mixed into the level seed to seed the insertion order.
 const ORDER_SEED: u64 = 0x6f72_6465_7273_6565;
@@ -228,13 +228,14 @@ impl<'a, D: NodeDist> Builder<'a, D> {
             upper_len += usize::from(l) * block;
         }
         u32::try_from(upper_len).map_err(|_| too_big())?;
-        let mut links0: Vec<AtomicU32> = old.links0.into_iter().map(AtomicU32::new).collect();
-        links0.resize_with(n * (m0 + 1), || AtomicU32::new(0));
-        let mut upper: Vec<AtomicU32> = old.upper.into_iter().map(AtomicU32::new).collect();
-        upper.resize_with(upper_len, || AtomicU32::new(0));
-        let nan = || AtomicU32::new(f32::NAN.to_bits());
-        let dists0 = (0..links0.len()).map(|_| nan()).collect();
-        let dists_upper = (0..upper.len()).map(|_| nan()).collect();
+        let links0 = shared_words(old.links0, n * (m0 + 1), 0);
+        let upper = shared_words(old.upper, upper_len, 0);
+        let nan = f32::NAN.to_bits();
+        let dists0 = shared_words(Vec::new(), links0.len(), nan);
+        let dists_upper = shared_words(Vec::new(), upper.len(), nan);
+        let mut locks = Vec::with_capacity(n);
+        advise_huge_pages(locks.spare_capacity_mut());
+        locks.resize_with(n, || Mutex::new(()));
         let mut levels = old.levels;
         levels.extend_from_slice(new_levels);
         Ok(Builder {
@@ -251,7 +252,7 @@ impl<'a, D: NodeDist> Builder<'a, D> {
             dists_upper,
             upper_off,
             levels,
-            locks: (0..n).map(|_| Mutex::new(())).collect(),
+            locks,
             top: Mutex::new(Top {
                 entry: old.entry,
                 max_level: old.max_level,
@@ -550,6 +551,16 @@ impl<'a, D: NodeDist> Builder<'a, D> {
             max_level: top.max_level,
         }
     }
+}
+
+/// `words` followed by copies of `fill` up to `len`, as atomics, on large pages (every
+/// insertion reads and writes lists all over them).
+fn shared_words(words: Vec<u32>, len: usize, fill: u32) -> Vec<AtomicU32> {
+    let mut out = Vec::with_capacity(len.max(words.len()));
+    advise_huge_pages(out.spare_capacity_mut());
+    out.extend(words.into_iter().map(AtomicU32::new));
+    out.resize_with(len, || AtomicU32::new(fill));
+    out
 }
 
 /// The lists as plain words, the [`PRUNED`] marks taken off their count words.

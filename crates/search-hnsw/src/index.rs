@@ -8,7 +8,7 @@ use search_core::container::Container;
 use search_core::{
     Error, Hit, Knob, Progress, Result, SearchIndex, VectorView, Warmup, check_vector,
 };
-use search_kernels::{Aligned, DotFn as DistFn, normalise, quantize};
+use search_kernels::{Aligned, DotFn as DistFn, advise_huge_pages, normalise, quantize};
 
 use crate::build::Graph;
 use crate::quant::code_stride;
@@ -159,11 +159,13 @@ impl Codes {
         let cs = code_stride(dim);
         let n = rows.len() / stride;
         let mut codes = Aligned::<i8>::zeroed(n * cs);
-        let scales = codes
+        let mut scales = Vec::with_capacity(n);
+        advise_huge_pages(scales.spare_capacity_mut());
+        codes
             .par_chunks_mut(cs)
             .zip(rows.par_chunks(stride))
             .map(|(out, row)| quantize(&row[..dim], out))
-            .collect();
+            .collect_into_vec(&mut scales);
         Codes { codes, scales }
     }
 

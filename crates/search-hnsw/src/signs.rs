@@ -21,7 +21,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 use search_kernels::bits::{SumFn, sum_kernel};
-use search_kernels::prefetch;
+use search_kernels::{advise_huge_pages, prefetch};
 
 use crate::search::Screen;
 
@@ -147,8 +147,11 @@ impl Codes {
         let dim = frame.dim;
         let w = words(dim);
         let n = rows.len() / stride;
+        // Read at random by every walk: on large pages.
         let mut bits = vec![0u64; n * w];
         let mut factors = vec![[0f32; 4]; n];
+        advise_huge_pages(&bits);
+        advise_huge_pages(&factors);
         // μ·x = (x − μ)·μ + μ·μ
         let mean_sq: f32 = frame.mean.iter().map(|m| m * m).sum();
         let d = (64 * w) as f64;

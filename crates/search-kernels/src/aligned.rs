@@ -31,10 +31,14 @@ pub struct Aligned<T> {
 }
 
 impl<T: Pod> Aligned<T> {
-    /// `len` zeros.
+    /// `len` zeros; a large buffer on 2 MB pages where the kernel allows
+    /// ([`crate::advise_huge_pages`]).
     pub fn zeroed(len: usize) -> Self {
+        // A zeroed allocation this large is fresh mapped memory, not yet faulted in.
+        let lines = vec![Line([0; 64]); Self::lines_for(len)];
+        crate::advise_huge_pages(&lines);
         Aligned {
-            lines: vec![Line([0; 64]); Self::lines_for(len)],
+            lines,
             len,
             _values: PhantomData,
         }

@@ -17,8 +17,8 @@
 //! - [`rows`]: the one row quantizer (`max|x|/127` → `i8`, rounded half away from zero) and
 //!   the one normalisation (norm in f64), compiled for AVX-512 and AVX2.
 //!
-//! Besides: [`Aligned`], the cache-line-aligned buffer the engines keep rows and codes in, and
-//! [`prefetch`].
+//! Besides: [`Aligned`], the cache-line-aligned buffer the engines keep rows and codes in (on
+//! 2 MB pages where the kernel allows, [`advise_huge_pages`]), and [`prefetch`].
 //!
 //! ```
 //! use search_kernels::{int8, rows};
@@ -43,6 +43,7 @@ pub mod f32;
 pub mod int8;
 #[cfg(all(test, not(target_arch = "aarch64")))]
 mod neon_emul;
+mod pages;
 pub mod planes;
 pub mod rows;
 #[cfg(target_arch = "x86_64")]
@@ -51,6 +52,7 @@ mod x86;
 pub use aligned::Aligned;
 pub use cpu::{Family, Isa, Variant, describe};
 pub use f32::{DotFn, dot, dot_kernel};
+pub use pages::advise_huge_pages;
 pub use rows::{normalise, normalise_into, quantize};
 
 /// Asks the CPU to start loading the `bytes` bytes at `p` into cache. A hint: it never faults,
