@@ -2,7 +2,7 @@
 //! rank-1 / rank-5, open-set FNIR at fixed FPIR, the DET curve, and the latency of probes of
 //! people who are not enrolled. Through `face_identify`, the same code path for every engine.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use face_identify::metrics::{self, Outcome};
 use face_identify::{Aggregation, Identities, Watchlist, identify_top, search_within};
@@ -10,6 +10,7 @@ use search_core::{Engine, Error, Result, SearchIndex};
 use search_linear::LinearIndex;
 use serde::{Deserialize, Serialize};
 
+use crate::run::median_seconds;
 use crate::workload::Workload;
 
 /// What to measure: who the gallery's rows and the probes are.
@@ -243,15 +244,7 @@ fn point(
             .map(|d| [d.fpir, d.fnir])
             .collect(),
         watchlist_recall_at_k,
-        mated_threshold_median_s: median(&mut mated_times),
-        non_mated_threshold_median_s: median(&mut non_mated_times),
+        mated_threshold_median_s: median_seconds(&mut mated_times).unwrap_or(f64::NAN),
+        non_mated_threshold_median_s: median_seconds(&mut non_mated_times).unwrap_or(f64::NAN),
     })
-}
-
-fn median(times: &mut [Duration]) -> f64 {
-    if times.is_empty() {
-        return f64::NAN;
-    }
-    times.sort_unstable();
-    times[times.len() / 2].as_secs_f64()
 }

@@ -243,7 +243,7 @@ pub fn run_engine(
             .existing_index
             .is_none()
             .then(|| options.warmup.to_string()),
-        query_median_s: median(&mut times).as_secs_f64(),
+        query_median_s: median_seconds(&mut times).unwrap_or(0.0),
         labels: workload.labels_of(&headline_hits),
         recall_at_k: recall(&all_hits, &workload.exact_top_k),
         threshold_recall: Some(ratio(thr_found, thr_expected)),
@@ -310,12 +310,11 @@ fn read_seconds(path: &Path) -> Option<f64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn median(times: &mut [Duration]) -> Duration {
-    if times.is_empty() {
-        return Duration::ZERO;
-    }
+/// The median of `times` in seconds (the upper middle one for an even count), sorting them;
+/// `None` for none.
+pub(crate) fn median_seconds(times: &mut [Duration]) -> Option<f64> {
     times.sort_unstable();
-    times[times.len() / 2]
+    times.get(times.len() / 2).map(Duration::as_secs_f64)
 }
 
 /// An index just opened, with the notebook's Load and Query times and the headline answer.
