@@ -4,6 +4,8 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
+use search_kernels::advise_huge_pages;
+
 /// A node and its distance to the query (smaller is closer).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Cand {
@@ -74,10 +76,14 @@ impl Scratch {
 
     fn with(n: usize, record: bool) -> Self {
         let words = n.div_ceil(64);
+        let mut dists = Vec::new();
+        if record {
+            grow_on_large_pages(&mut dists, n);
+        }
         Scratch {
             seen: vec![0; words],
             computed: if record { vec![0; words] } else { Vec::new() },
-            dists: if record { vec![0.0; n] } else { Vec::new() },
+            dists,
             record,
             candidates: BinaryHeap::new(),
             results: BinaryHeap::new(),
@@ -94,7 +100,7 @@ impl Scratch {
             self.computed.clear();
             self.computed.resize(words, 0);
             if self.dists.len() < n {
-                self.dists.resize(n, 0.0);
+                grow_on_large_pages(&mut self.dists, n);
             }
         }
         self.candidates.clear();
@@ -135,6 +141,14 @@ impl Scratch {
         *word |= bit;
         fresh
     }
+}
+
+/// Grows `dists` to `n` zeros; the memory a growth allocates is advised onto large pages (a
+/// walk writes and reads it at random).
+fn grow_on_large_pages(dists: &mut Vec<f32>, n: usize) {
+    dists.reserve(n.saturating_sub(dists.len()));
+    advise_huge_pages(dists.spare_capacity_mut());
+    dists.resize(n, 0.0);
 }
 
 /// Greedy descent: from `start` (at distance `d`), move to the closest neighbour at `level`
