@@ -76,7 +76,8 @@ pub struct EngineReport {
     pub threads: Option<usize>,
 }
 
-/// Opening an index from a cold file: what a user sees after a restart.
+/// Opening an index from a cold file: what a user sees after a restart. Each figure is the
+/// median of several rounds (a cold read swings with the disk).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ColdStart {
     /// Seconds to load the index.
@@ -248,7 +249,9 @@ impl Report {
             out,
             "\nload/query/total: warm (the index file in the page cache), in seconds; cold \
              load/1st/total: the same after evicting the file from the page cache (posix_fadvise \
-             DONTNEED); file read: reading the whole file from cold.{}",
+             DONTNEED); file read: reading the whole file from cold; each cold figure the median \
+             of {} alternating reads and opens.{}",
+            crate::run::COLD_ROUNDS,
             self.engines
                 .iter()
                 .find_map(|e| e.warmup.as_ref())
