@@ -16,7 +16,7 @@ use search_core::{Error, Progress, Result};
 use crate::search::{Cand, Links, NoScreen, Scratch, greedy, search_layer};
 use crate::signs::{CodesRef, EPS0, SignScreen};
 use search_kernels::int8::DotI8Fn as DotI8;
-use search_kernels::{DotFn as DistFn, advise_huge_pages, prefetch};
+use search_kernels::{DotFn as DistFn, advise_huge_pages, prefetch, resize_on_large_pages};
 
 /// Mixed into the level seed to seed the insertion order.
 const ORDER_SEED: u64 = 0x6f72_6465_7273_6565;
@@ -233,9 +233,8 @@ impl<'a, D: NodeDist> Builder<'a, D> {
         let nan = f32::NAN.to_bits();
         let dists0 = shared_words(Vec::new(), links0.len(), nan);
         let dists_upper = shared_words(Vec::new(), upper.len(), nan);
-        let mut locks = Vec::with_capacity(n);
-        advise_huge_pages(locks.spare_capacity_mut());
-        locks.resize_with(n, || Mutex::new(()));
+        let mut locks = Vec::new();
+        resize_on_large_pages(&mut locks, n, || Mutex::new(()));
         let mut levels = old.levels;
         levels.extend_from_slice(new_levels);
         Ok(Builder {

@@ -4,7 +4,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-use search_kernels::advise_huge_pages;
+use search_kernels::resize_on_large_pages;
 
 /// A node and its distance to the query (smaller is closer).
 #[derive(Clone, Copy, Debug)]
@@ -78,7 +78,7 @@ impl Scratch {
         let words = n.div_ceil(64);
         let mut dists = Vec::new();
         if record {
-            grow_on_large_pages(&mut dists, n);
+            resize_on_large_pages(&mut dists, n, || 0.0);
         }
         Scratch {
             seen: vec![0; words],
@@ -100,7 +100,7 @@ impl Scratch {
             self.computed.clear();
             self.computed.resize(words, 0);
             if self.dists.len() < n {
-                grow_on_large_pages(&mut self.dists, n);
+                resize_on_large_pages(&mut self.dists, n, || 0.0);
             }
         }
         self.candidates.clear();
@@ -141,14 +141,6 @@ impl Scratch {
         *word |= bit;
         fresh
     }
-}
-
-/// Grows `dists` to `n` zeros; the memory a growth allocates is advised onto large pages (a
-/// walk writes and reads it at random).
-fn grow_on_large_pages(dists: &mut Vec<f32>, n: usize) {
-    dists.reserve(n.saturating_sub(dists.len()));
-    advise_huge_pages(dists.spare_capacity_mut());
-    dists.resize(n, 0.0);
 }
 
 /// Greedy descent: from `start` (at distance `d`), move to the closest neighbour at `level`

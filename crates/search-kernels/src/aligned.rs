@@ -55,15 +55,7 @@ impl<T: Pod> Aligned<T> {
     pub fn extend_from_slice(&mut self, values: &[T]) {
         let old = self.len;
         self.len += values.len();
-        let lines = Self::lines_for(self.len);
-        if lines > self.lines.capacity() {
-            // A new allocation: advise it whole, the part the old lines were copied into too
-            // (the kernel merges those pages later) and the part still to be written.
-            self.lines.reserve(lines - self.lines.len());
-            crate::advise_huge_pages(&self.lines);
-            crate::advise_huge_pages(self.lines.spare_capacity_mut());
-        }
-        self.lines.resize(lines, Line([0; 64]));
+        crate::resize_on_large_pages(&mut self.lines, Self::lines_for(self.len), || Line([0; 64]));
         self[old..].copy_from_slice(values);
     }
 

@@ -52,7 +52,7 @@ mod x86;
 pub use aligned::Aligned;
 pub use cpu::{Family, Isa, Variant, describe};
 pub use f32::{DotFn, dot, dot_kernel};
-pub use pages::advise_huge_pages;
+pub use pages::{advise_huge_pages, resize_on_large_pages};
 pub use rows::{normalise, normalise_into, quantize};
 
 /// Asks the CPU to start loading the `bytes` bytes at `p` into cache. A hint: it never faults,

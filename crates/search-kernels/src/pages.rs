@@ -37,3 +37,23 @@ pub fn advise_huge_pages<T>(buf: &[T]) {
     #[cfg(not(target_os = "linux"))]
     let _ = (start, end);
 }
+
+/// Resizes `v` to `len`, new elements made by `fill`. When that needs a new allocation, the
+/// whole of it is advised onto large pages ([`advise_huge_pages`]) before the new elements are
+/// written: the part the old elements were copied into too (the kernel merges those pages
+/// later). For buffers that grow and are read at random.
+///
+/// ```
+/// let mut v: Vec<f32> = Vec::new();
+/// search_kernels::resize_on_large_pages(&mut v, 2 << 20, || 0.5);
+/// search_kernels::resize_on_large_pages(&mut v, 3 << 20, || 1.5);
+/// assert_eq!((v.len(), v[12345], v[5 << 19]), (3 << 20, 0.5, 1.5));
+/// ```
+pub fn resize_on_large_pages<T>(v: &mut Vec<T>, len: usize, fill: impl FnMut() -> T) {
+    if len > v.capacity() {
+        v.reserve(len - v.len());
+        advise_huge_pages(v);
+        advise_huge_pages(v.spare_capacity_mut());
+    }
+    v.resize_with(len, fill);
+}
