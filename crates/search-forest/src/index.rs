@@ -108,15 +108,26 @@ impl ForestIndex {
         let map = map_file(path)?;
         let layout = Layout::new(metric, dim);
         let shape = validate(words_of(&map, path)?, &layout, path)?;
+        Ok(Self::mapped(map, layout, shape, path, warmup))
+    }
+
+    /// A checked, mapped file as an index, its split nodes brought in as `warmup` says.
+    fn mapped(
+        map: memmap2::Mmap,
+        layout: Layout,
+        shape: Shape,
+        path: &Path,
+        warmup: Warmup,
+    ) -> Self {
         warm_split_nodes(&map, &layout, &shape, warmup);
-        Ok(ForestIndex {
+        ForestIndex {
             storage: Storage::Mapped(map),
             layout,
             shape,
             search_k: None,
             source: path.to_path_buf(),
             cold: AtomicBool::new(warmup != Warmup::Lazy),
-        })
+        }
     }
 
     /// Checks the parts of the file that opening leaves to the readers: every tree node's
@@ -406,15 +417,7 @@ impl SearchIndex for ForestIndex {
                 )
             }));
         };
-        warm_split_nodes(&map, &layout, &shape, warmup);
-        Ok(ForestIndex {
-            storage: Storage::Mapped(map),
-            layout,
-            shape,
-            search_k: None,
-            source: path.to_path_buf(),
-            cold: AtomicBool::new(warmup != Warmup::Lazy),
-        })
+        Ok(Self::mapped(map, layout, shape, path, warmup))
     }
 
     fn dim(&self) -> usize {
