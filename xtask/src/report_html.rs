@@ -307,17 +307,31 @@ fn recall_plot(entries: &[Entry<'_>], field: Qps, label: &str) -> Result<String,
                     }
                 }))?;
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .draw()?;
+            draw_legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
             root.present()?;
         }
     }
     Ok(svg)
+}
+
+/// Draws a chart's legend at `position`, in the one style every plot of the report uses.
+fn draw_legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), Box<dyn Error>>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()?;
+    Ok(())
 }
 
 fn det_plot(entries: &[Entry<'_>]) -> Result<String, Box<dyn Error>> {
@@ -363,13 +377,7 @@ fn det_plot(entries: &[Entry<'_>]) -> Result<String, Box<dyn Error>> {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .draw()?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present()?;
     }
     Ok(svg)
